@@ -1,0 +1,74 @@
+import { Type, type Static } from 'typebox'
+import Value from 'typebox/value'
+
+const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9999 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  WORKERS: Type.Integer({ minimum: 1, maximum: 256, default: 2 }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+  DATA_DIR: Type.String({ minLength: 1, default: './.data' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development'
+  }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' }
+  ),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 64 * 1024 }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+  DATABASE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
+  INCREMENT_MAX_LAG_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })
+})
+
+type Env = Static<typeof ConfigSchema>
+
+export interface Config {
+  port: number
+  host: string
+  workers: number
+  databaseUrl: string | undefined
+  databasePoolMax: number
+  dataDir: string
+  redisUrl: string | undefined
+  env: Env['NODE_ENV']
+  production: boolean
+  logLevel: string
+  bodyLimitBytes: number
+  shutdownTimeoutMs: number
+  databaseWaitMs: number
+  incrementMaxLagMs: number
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once; the first bad variable stops start-up, named in the message. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.keys(ConfigSchema.properties)
+  const given = Object.fromEntries(
+    known.filter((name) => env[name] !== undefined && env[name] !== '').map((name) => [name, env[name]])
+  )
+  const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, given)) as Env
+  const [error] = Value.Errors(ConfigSchema, value)
+  if (error) {
+    const name = error.instancePath.slice(1) || error.schemaPath
+    throw new ConfigError(`Invalid environment variable ${name}=${JSON.stringify(given[name])}: ${error.message}`)
+  }
+  return {
+    port: value.PORT,
+    host: value.HOST,
+    workers: value.WORKERS,
+    databaseUrl: value.DATABASE_URL,
+    databasePoolMax: value.DATABASE_POOL_MAX,
+    dataDir: value.DATA_DIR,
+    redisUrl: value.REDIS_URL,
+    env: value.NODE_ENV,
+    production: value.NODE_ENV === 'production',
+    logLevel: value.LOG_LEVEL,
+    bodyLimitBytes: value.BODY_LIMIT_BYTES,
+    shutdownTimeoutMs: value.SHUTDOWN_TIMEOUT_MS,
+    databaseWaitMs: value.DATABASE_WAIT_MS,
+    incrementMaxLagMs: value.INCREMENT_MAX_LAG_MS
+  }
+}

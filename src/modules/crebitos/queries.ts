@@ -1,0 +1,44 @@
+import type { Sql } from '../../db/pool.js'
+import type { NewTransaction, Statement } from './schema.js'
+
+/**
+ * One statement, one round trip. The UPDATE's row lock orders concurrent requests from every
+ * replica; under READ COMMITTED its WHERE is re-checked against the newest row version, so a debit
+ * can never take the balance below -limite. No row: unknown client. `saldo` null: refused.
+ */
+export async function applyTransaction (sql: Sql, clientId: number, t: NewTransaction) {
+  const delta = t.tipo === 'c' ? t.valor : -t.valor
+  const [row] = await sql<{ limite: number, saldo: number | null }[]>`
+    with moved as (
+      update clientes set saldo = saldo + ${delta}
+       where id = ${clientId} and saldo + ${delta} >= -limite
+      returning saldo
+    ), logged as (
+      insert into transacoes (cliente_id, valor, tipo, descricao)
+      select ${clientId}, ${t.valor}, ${t.tipo}, ${t.descricao} from moved
+    )
+    select c.limite, moved.saldo from clientes c left join moved on true
+     where c.id = ${clientId}`
+  return row
+}
+
+/** Balance and the newest ten from one statement, hence one snapshot. */
+export async function readStatement (sql: Sql, clientId: number): Promise<Statement | undefined> {
+  const [row] = await sql<{ statement: Statement }[]>`
+    select json_build_object(
+      'saldo', json_build_object(
+        'total', c.saldo,
+        'data_extrato', to_char(statement_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'limite', c.limite),
+      'ultimas_transacoes', coalesce((
+        select json_agg(json_build_object(
+                 'valor', t.valor, 'tipo', t.tipo, 'descricao', t.descricao,
+                 'realizada_em', to_char(t.realizada_em at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+               order by t.id desc)
+          from (select * from transacoes where cliente_id = c.id order by id desc limit 10) t
+      ), '[]'::json)
+    ) as statement
+      from clientes c
+     where c.id = ${clientId}`
+  return row?.statement
+}

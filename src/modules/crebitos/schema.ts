@@ -1,0 +1,39 @@
+import { Type, type Static } from 'typebox'
+
+export const ClientParams = Type.Object({
+  id: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'client id (1–5 exist)' })
+})
+
+export const NewTransaction = Type.Object({
+  valor: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'amount in cents' }),
+  tipo: Type.Enum(['c', 'd'], { description: 'c = credit, d = debit' }),
+  // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+  descricao: Type.String({ minLength: 1, maxLength: 10, pattern: '^[^\\u0000]*$' })
+}, { additionalProperties: true })
+export type NewTransaction = Static<typeof NewTransaction>
+
+export const Balance = Type.Object({
+  limite: Type.Integer(),
+  saldo: Type.Integer()
+})
+
+export const Statement = Type.Object({
+  saldo: Type.Object({
+    total: Type.Integer(),
+    data_extrato: Type.String({ format: 'date-time' }),
+    limite: Type.Integer()
+  }),
+  ultimas_transacoes: Type.Array(Type.Object({
+    valor: Type.Integer(),
+    tipo: Type.Enum(['c', 'd']),
+    descricao: Type.String(),
+    realizada_em: Type.String({ format: 'date-time' })
+  }), { maxItems: 10 })
+})
+export type Statement = Static<typeof Statement>
+
+export const ErrorBody = Type.Object({
+  error: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Array(Type.String()))
+})

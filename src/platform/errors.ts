@@ -1,0 +1,84 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { isUnavailable } from '../db/pool.js'
+
+/** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message }`. */
+export class HttpError extends Error {
+  constructor (readonly statusCode: number, readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+export class NotFound extends HttpError {
+  constructor (what: string) { super(404, 'not-found', `${what} not found`) }
+}
+
+export class Unprocessable extends HttpError {
+  constructor (code: string, message: string) { super(422, code, message) }
+}
+
+export class Conflict extends HttpError {
+  constructor (code: string, message: string) { super(409, code, message) }
+}
+
+export class Unauthorized extends HttpError {
+  constructor (message = 'authentication required') { super(401, 'unauthorized', message) }
+}
+
+export class Forbidden extends HttpError {
+  constructor (message: string) { super(403, 'forbidden', message) }
+}
+
+export class Unavailable extends HttpError {
+  constructor (message = 'a dependency is unavailable, retry shortly') { super(503, 'unavailable', message) }
+}
+
+// PostgreSQL refusing a value the schema let through: it is still the client's input.
+const invalidInputStates: Record<string, string> = {
+  '22001': 'value too long',
+  '22003': 'number out of range',
+  '22021': 'text contains a character that cannot be stored',
+  '22P05': 'text contains a character that cannot be stored',
+  '23514': 'value violates a constraint'
+}
+
+// Fastify's own client errors keep their status; they get our body shape and a readable code.
+const fastifyCodes: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported-media-type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload-too-large',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed-json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed-json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad-content-length'
+}
+
+interface Rendered { status: number, code: string, message: string, details?: string[] }
+
+function render (error: FastifyError & { details?: string[] }): Rendered {
+  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
+  if (error.validation) return { status: 422, code: 'invalid-input', message: error.message, details: error.details }
+  const state = (error as { code?: string }).code ?? ''
+  if (invalidInputStates[state]) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] }
+  if (isUnavailable(error)) return { status: 503, code: 'unavailable', message: 'the database is unavailable, retry shortly' }
+  if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+    return { status: error.statusCode, code: fastifyCodes[state] ?? 'bad-request', message: error.message }
+  }
+  return { status: 500, code: 'internal', message: 'internal server error' }
+}
+
+/** The one place errors become responses: 4xx explain themselves, 5xx are logged and never leak a stack. */
+export const errorsPlugin = fp(async (app: FastifyInstance, { production }: { production: boolean }) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const { status, code, message, details } = render(error)
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.debug({ err: error.message, code }, 'request rejected')
+    const body: Record<string, unknown> = { error: code, message }
+    if (details) body.details = details
+    if (status === 500 && !production) body.stack = error.stack
+    if (status === 503) reply.header('retry-after', '1')
+    return reply.code(status).send(body)
+  })
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not-found', message: `no route for ${request.method} ${request.url.split('?')[0]}` })
+  )
+}, { name: 'errors' })

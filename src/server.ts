@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import type { Config } from './config.js'
+import { buildApp } from './app.js'
+import { migrate } from './db/migrate.js'
+import { createSql } from './db/pool.js'
+import { waitForDatabase } from './db/wait.js'
+import type { Logger } from './platform/logger.js'
+
+export interface ServeOptions {
+  config: Config
+  databaseUrl: string
+  log: Logger
+  /** A replica on its own migrates (under the lock); cluster workers leave it to the primary. */
+  runMigrations: boolean
+  logBindings?: Record<string, unknown>
+}
+
+/** One API process: wait for the database, migrate if asked, listen, and drain on SIGTERM/SIGINT. */
+export async function serve ({ config, databaseUrl, log, runMigrations, logBindings }: ServeOptions): Promise<FastifyInstance> {
+  const sql = createSql(databaseUrl, { max: config.databasePoolMax })
+  await waitForDatabase(sql, log, config.databaseWaitMs)
+  if (runMigrations) await migrate(sql, log)
+  const app = await buildApp({ config, sql, logBindings })
+
+  let closing: Promise<void> | undefined
+  const shutdown = (signal: string) => {
+    closing ??= (async () => {
+      app.log.info({ signal }, 'draining in-flight requests')
+      const timer = setTimeout(() => {
+        app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'drain timed out, exiting')
+        process.exit(1)
+      }, config.shutdownTimeoutMs).unref()
+      await app.close()
+      await sql.end({ timeout: 5 })
+      clearTimeout(timer)
+      app.log.info('stopped')
+      process.exit(0)
+    })()
+  }
+  process.once('SIGTERM', () => shutdown('SIGTERM'))
+  process.once('SIGINT', () => shutdown('SIGINT'))
+
+  await app.listen({ port: config.port, host: config.host })
+  return app
+}
