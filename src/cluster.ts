@@ -11,7 +11,7 @@ import type { Logger } from './platform/logger.js'
 /** The database the whole system uses: the configured one, or an embedded server of our own. */
 export async function provideDatabase (config: Config, log: Logger): Promise<{ url: string, embedded?: EmbeddedServer }> {
   if (config.databaseUrl) return { url: config.databaseUrl }
-  const embedded = await startEmbeddedPostgres(config.dataDir, log)
+  const embedded = await startEmbeddedPostgres(config.dataDir, log, config.embeddedPostgresPort)
   return { url: embedded.url, embedded }
 }
 

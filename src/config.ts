@@ -8,6 +8,7 @@ const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
   DATA_DIR: Type.String({ minLength: 1, default: './.data' }),
+  EMBEDDED_POSTGRES_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
     default: 'development'
@@ -31,6 +32,8 @@ export interface Config {
   databaseUrl: string | undefined
   databasePoolMax: number
   dataDir: string
+  /** 0: a free port chosen at each start. */
+  embeddedPostgresPort: number
   redisUrl: string | undefined
   env: Env['NODE_ENV']
   production: boolean
@@ -62,6 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: value.DATABASE_URL,
     databasePoolMax: value.DATABASE_POOL_MAX,
     dataDir: value.DATA_DIR,
+    embeddedPostgresPort: value.EMBEDDED_POSTGRES_PORT,
     redisUrl: value.REDIS_URL,
     env: value.NODE_ENV,
     production: value.NODE_ENV === 'production',

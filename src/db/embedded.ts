@@ -39,7 +39,7 @@ const user = 'postgres'
  * kept in `<dataDir>/credentials.json`. The server is started in its own process group, so a Ctrl-C
  * aimed at the API does not cut the database off before the workers have drained.
  */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(dataDir: string, log: Logger, fixedPort = 0): Promise<EmbeddedServer> {
   const root = path.resolve(dataDir)
   const pgdata = path.join(root, 'pg')
   await mkdir(root, { recursive: true, mode: 0o755 })
@@ -49,7 +49,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     log.warn({ postgresPid: running.pid, port: running.port }, 'embedded PostgreSQL was already running; reusing it')
     return handle(credentials, running.port, running.pid, undefined)
   }
-  const port = await freePort()
+  const port = fixedPort || (await freePort())
   const { postgres } = await binaries()
   const logFile = path.join(root, 'postgres.log')
   const out = openSync(logFile, 'a', 0o644)

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Sql } from '../../db/pool.js'
 import { NotFound, Unprocessable } from '../../platform/errors.js'
 import { applyTransaction, readStatement } from './queries.js'
-import { Balance, ClientParams, ErrorBody, NewTransaction, Statement } from './schema.js'
+import { Balance, ClientParams, clientId, ErrorBody, NewTransaction, Statement } from './schema.js'
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
 export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
@@ -15,7 +15,8 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       response: { 200: Balance, 404: ErrorBody, 422: ErrorBody }
     }
   }, async (request) => {
-    const row = await applyTransaction(sql, request.params.id, request.body)
+    const id = clientId(request.params.id)
+    const row = id && await applyTransaction(sql, id, request.body)
     if (!row) throw new NotFound('client')
     if (row.saldo === null) throw new Unprocessable('limit-exceeded', 'the debit would take the balance below -limite')
     return { limite: row.limite, saldo: row.saldo }
@@ -29,7 +30,8 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       response: { 200: Statement, 404: ErrorBody, 422: ErrorBody }
     }
   }, async (request) => {
-    const statement = await readStatement(sql, request.params.id)
+    const id = clientId(request.params.id)
+    const statement = id && await readStatement(sql, id)
     if (!statement) throw new NotFound('client')
     return statement
   })

@@ -1,8 +1,17 @@
 import { Type, type Static } from 'typebox'
 
+// Digits only: "1e3" or "0x10" are not client ids, however a number parser reads them.
 export const ClientParams = Type.Object({
-  id: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'client id (1–5 exist)' })
+  id: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'client id (1–5 exist)' })
 })
+
+const maxClientId = 2147483647
+
+/** The id as a number, or undefined past the int4 range (no such client can exist). */
+export function clientId(id: string): number | undefined {
+  const value = Number(id)
+  return value <= maxClientId ? value : undefined
+}
 
 export const NewTransaction = Type.Object({
   valor: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'amount in cents' }),

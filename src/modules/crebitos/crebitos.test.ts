@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { createDatabase, type TestDatabase } from '../../../test/helpers/database.js'
+import { client, request } from '../../../test/helpers/http.js'
+import { startApp } from '../../../test/helpers/servers.js'
+
+let db: TestDatabase
+let app: FastifyInstance
+let api: ReturnType<typeof client>
+let base: string
+let nextClientId = 1000
+
+/** A client row of the test's own, so no test depends on another's history. */
+async function createClient(limite = 1000, saldo = 0): Promise<number> {
+  const id = nextClientId++
+  await db.sql`insert into clientes (id, limite, saldo) values (${id}, ${limite}, ${saldo})`
+  return id
+}
+
+async function storedTransactions(id: number) {
+  return [...await db.sql`select valor, tipo, descricao from transacoes where cliente_id = ${id} order by id`]
+}
+
+const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
+
+before(async () => {
+  db = await createDatabase({ migrated: true })
+  ;({ url: base, app } = await startApp(db.sql, { BODY_LIMIT_BYTES: '4096' }))
+  api = client(base)
+})
+
+after(async () => {
+  await app.close()
+  await db.drop()
+})
+
+describe('seeded clients', () => {
+  test('clients 1 to 5 exist with their limits and a zero balance', async () => {
+    const limits = [100000, 80000, 1000000, 10000000, 500000]
+    for (const [index, limite] of limits.entries()) {
+      const res = await api.get(`/clientes/${index + 1}/extrato`)
+      assert.equal(res.status, 200)
+      assert.equal(res.body.saldo.total, 0)
+      assert.equal(res.body.saldo.limite, limite)
+      assert.deepEqual(res.body.ultimas_transacoes, [])
+    }
+  })
+
+  test('client 6 does not exist: 404 on both routes, and nothing is written', async () => {
+    const statement = await api.get('/clientes/6/extrato')
+    const transaction = await api.post('/clientes/6/transacoes', { valor: 1, tipo: 'c', descricao: 'x' })
+
+    assert.equal(statement.status, 404)
+    assert.equal(transaction.status, 404)
+    assert.equal(transaction.body.error, 'not-found')
+    assert.deepEqual(await storedTransactions(6), [])
+  })
+})
+
+describe('POST /clientes/:id/transacoes', () => {
+  test('a credit raises the balance and answers limite and saldo', async () => {
+    const id = await createClient(1000)
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 250, tipo: 'c', descricao: 'deposito' })
+
+    assert.equal(res.status, 200)
+    assert.deepEqual(res.body, { limite: 1000, saldo: 250 })
+    assert.deepEqual(await storedTransactions(id), [{ valor: 250, tipo: 'c', descricao: 'deposito' }])
+  })
+
+  test('a debit down to exactly -limite is accepted', async () => {
+    const id = await createClient(1000)
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 1000, tipo: 'd', descricao: 'all in' })
+
+    assert.equal(res.status, 200)
+    assert.deepEqual(res.body, { limite: 1000, saldo: -1000 })
+  })
+
+  test('a debit past the limit gets 422 and writes nothing', async () => {
+    const id = await createClient(1000)
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 1001, tipo: 'd', descricao: 'too much' })
+
+    assert.equal(res.status, 422)
+    assert.equal(res.body.error, 'limit-exceeded')
+    const statement = await api.get(`/clientes/${id}/extrato`)
+    assert.equal(statement.body.saldo.total, 0)
+    assert.deepEqual(statement.body.ultimas_transacoes, [])
+    assert.deepEqual(await storedTransactions(id), [])
+  })
+
+  test('a credit that would overflow the balance gets 422, not 500, and writes nothing', async () => {
+    const id = await createClient(0, 2147483000)
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 1000, tipo: 'c', descricao: 'overflow' })
+
+    assert.equal(res.status, 422)
+    assert.deepEqual(await storedTransactions(id), [])
+  })
+
+  const invalidBodies: Array<[string, unknown]> = [
+    ['valor missing', { tipo: 'c', descricao: 'x' }],
+    ['valor null', { valor: null, tipo: 'c', descricao: 'x' }],
+    ['valor a string', { valor: '10', tipo: 'c', descricao: 'x' }],
+    ['valor zero', { valor: 0, tipo: 'c', descricao: 'x' }],
+    ['valor negative', { valor: -5, tipo: 'c', descricao: 'x' }],
+    ['valor past 32 bits', { valor: 2147483648, tipo: 'c', descricao: 'x' }],
+    ['tipo missing', { valor: 1, descricao: 'x' }],
+    ['tipo null', { valor: 1, tipo: null, descricao: 'x' }],
+    ['tipo other', { valor: 1, tipo: 'x', descricao: 'x' }],
+    ['tipo upper case', { valor: 1, tipo: 'C', descricao: 'x' }],
+    ['descricao missing', { valor: 1, tipo: 'c' }],
+    ['descricao null', { valor: 1, tipo: 'c', descricao: null }],
+    ['descricao empty', { valor: 1, tipo: 'c', descricao: '' }],
+    ['descricao 11 characters', { valor: 1, tipo: 'c', descricao: '12345678901' }],
+    ['descricao a number', { valor: 1, tipo: 'c', descricao: 5 }],
+    ['descricao with a NUL character', { valor: 1, tipo: 'c', descricao: 'a\u0000b' }],
+    ['body an array', [{ valor: 1, tipo: 'c', descricao: 'x' }]],
+    ['body a string', 'hello']
+  ]
+  for (const [name, body] of invalidBodies) {
+    test(`${name}: 422 with a JSON error, nothing written`, async () => {
+      const id = await createClient()
+
+      const res = await api.post(`/clientes/${id}/transacoes`, body)
+
+      assert.equal(res.status, 422, res.text)
+      assert.equal(res.body.error, 'invalid-input')
+      assert.ok(Array.isArray(res.body.details) && res.body.details.length > 0)
+      assert.deepEqual(await storedTransactions(id), [])
+    })
+  }
+
+  test('a non-integer valor gets 400 or 422 and writes nothing', async () => {
+    const id = await createClient()
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 1.2, tipo: 'd', descricao: 'devolve' })
+
+    assert.ok([400, 422].includes(res.status), `status ${res.status}`)
+    assert.deepEqual(await storedTransactions(id), [])
+  })
+
+  test('every invalid field is named in the error details', async () => {
+    const id = await createClient()
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 1.5, tipo: 'z', descricao: '' })
+
+    assert.equal(res.status, 422)
+    const fields = res.body.details.map((detail: string) => detail.split(':')[0])
+    assert.deepEqual(fields.sort(), ['descricao', 'tipo', 'valor'])
+  })
+
+  test('a 10-character descricao with non-ASCII text is stored as sent', async () => {
+    const id = await createClient()
+
+    const res = await api.post(`/clientes/${id}/transacoes`, { valor: 5, tipo: 'c', descricao: 'ação ünï 😀' })
+
+    assert.equal(res.status, 200)
+    assert.deepEqual(await storedTransactions(id), [{ valor: 5, tipo: 'c', descricao: 'ação ünï 😀' }])
+  })
+
+  test('malformed JSON gets 400 with a JSON error', async () => {
+    const res = await request(base, 'POST', '/clientes/1/transacoes', {
+      body: '{"valor": 1,',
+      headers: { 'content-type': 'application/json' }
+    })
+
+    assert.equal(res.status, 400)
+    assert.equal(res.body.error, 'malformed-json')
+  })
+
+  test('a body that is not JSON gets 415', async () => {
+    const res = await request(base, 'POST', '/clientes/1/transacoes', {
+      body: 'valor=1&tipo=c&descricao=x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' }
+    })
+
+    assert.equal(res.status, 415)
+    assert.equal(res.body.error, 'unsupported-media-type')
+  })
+
+  test('a body over the size limit gets 413', async () => {
+    const res = await api.post('/clientes/1/transacoes', { valor: 1, tipo: 'c', descricao: 'x', pad: 'x'.repeat(5000) })
+
+    assert.equal(res.status, 413)
+    assert.equal(res.body.error, 'payload-too-large')
+  })
+})
+
+describe('client ids that are not clients', () => {
+  for (const id of ['abc', '0', '-1', '1.5', '99999999999', '2147483648', '1e3', '%00']) {
+    test(`id ${JSON.stringify(id)} gets 404 or 422 on both routes, never 500`, async () => {
+      const statement = await api.get(`/clientes/${id}/extrato`)
+      const transaction = await api.post(`/clientes/${id}/transacoes`, { valor: 1, tipo: 'c', descricao: 'x' })
+
+      assert.ok([404, 422].includes(statement.status), `extrato ${statement.status}`)
+      assert.ok([404, 422].includes(transaction.status), `transacoes ${transaction.status}`)
+      assert.equal(typeof transaction.body.error, 'string')
+    })
+  }
+})
+
+describe('GET /clientes/:id/extrato', () => {
+  test('lists at most ten transactions, newest first, with ISO-8601 UTC times', async () => {
+    const id = await createClient(100000)
+    for (let n = 1; n <= 12; n++) {
+      const res = await api.post(`/clientes/${id}/transacoes`, { valor: n, tipo: n % 3 ? 'c' : 'd', descricao: `t${n}` })
+      assert.equal(res.status, 200)
+    }
+
+    const res = await api.get(`/clientes/${id}/extrato`)
+
+    assert.equal(res.status, 200)
+    assert.match(res.body.saldo.data_extrato, iso)
+    assert.equal(res.body.saldo.limite, 100000)
+    const expectedTotal = [...Array(12).keys()].map((i) => i + 1).reduce((sum, n) => sum + (n % 3 ? n : -n), 0)
+    assert.equal(res.body.saldo.total, expectedTotal)
+    const listed = res.body.ultimas_transacoes
+    assert.deepEqual(listed.map((t: { descricao: string }) => t.descricao), ['t12', 't11', 't10', 't9', 't8', 't7', 't6', 't5', 't4', 't3'])
+    for (const t of listed) {
+      assert.deepEqual(Object.keys(t).sort(), ['descricao', 'realizada_em', 'tipo', 'valor'])
+      assert.match(t.realizada_em, iso)
+    }
+    const times = listed.map((t: { realizada_em: string }) => Date.parse(t.realizada_em))
+    assert.deepEqual(times, [...times].sort((a, b) => b - a))
+  })
+})
+
+describe('platform', () => {
+  test('an unknown route gets a JSON 404', async () => {
+    const res = await api.get('/nope')
+
+    assert.equal(res.status, 404)
+    assert.equal(res.body.error, 'not-found')
+  })
+
+  test('/health and /ready answer 200 while the database is up', async () => {
+    assert.equal((await api.get('/health')).status, 200)
+    const ready = await api.get('/ready')
+    assert.equal(ready.status, 200)
+    assert.equal(ready.body.database, 'up')
+  })
+})

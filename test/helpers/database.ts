@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto'
+import postgres from 'postgres'
+import { migrate } from '../../src/db/migrate.js'
+import { createSql, type Sql } from '../../src/db/pool.js'
+import { createLogger } from '../../src/platform/logger.js'
+
+export const quietLog = createLogger({ production: true, logLevel: 'silent' })
+
+export function adminUrl(): string {
+  const url = process.env.TANDEM_TEST_ADMIN_URL ?? process.env.DATABASE_URL
+  if (!url) throw new Error('run the tests with `npm test` (or set DATABASE_URL to a PostgreSQL you can create databases on)')
+  return url
+}
+
+export interface TestDatabase {
+  url: string
+  sql: Sql
+  drop(): Promise<void>
+}
+
+/** A fresh, empty database of this test's own on the test server; `migrated` applies our schema. */
+export async function createDatabase({ migrated = false } = {}): Promise<TestDatabase> {
+  const name = `tandem_test_${randomBytes(6).toString('hex')}`
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  const url = new URL(adminUrl())
+  url.pathname = `/${name}`
+  const sql = createSql(url.toString(), { max: 10 })
+  if (migrated) await migrate(sql, quietLog)
+  return {
+    url: url.toString(),
+    sql,
+    async drop() {
+      await sql.end({ timeout: 5 })
+      await admin.unsafe(`drop database if exists ${name} with (force)`)
+      await admin.end({ timeout: 5 })
+    }
+  }
+}

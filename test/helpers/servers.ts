@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { freePort } from '../../src/db/embedded.js'
+import type { Sql } from '../../src/db/pool.js'
+
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const mainScript = path.join(projectRoot, 'dist/main.js')
+
+/** The real app in this process, listening on 127.0.0.1 on a free port. */
+export async function startApp(sql: Sql, env: Record<string, string> = {}): Promise<{ url: string, app: FastifyInstance }> {
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env })
+  const app = await buildApp({ config, sql })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}`, app }
+}
+
+export interface ServerProcess {
+  url: string
+  port: number
+  child: ChildProcess
+  output(): string
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+/**
+ * A server process from the built `dist/` (run `npm run build` first; `npm test` does):
+ * `serve` for one replica, `start` for the embedded cluster. Spawned in its own process group so a
+ * test can kill -9 the whole tree.
+ */
+export async function spawnServer(
+  command: 'serve' | 'start',
+  env: Record<string, string>,
+  { waitReady = true, timeoutMs = 60_000 } = {}
+): Promise<ServerProcess> {
+  const port = env.PORT ? Number(env.PORT) : await freePort()
+  const child = spawn(process.execPath, ['--enable-source-maps', mainScript, command], {
+    cwd: projectRoot,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env, PORT: String(port) }
+  })
+  let output = ''
+  child.stdout!.on('data', (chunk) => { output += chunk })
+  child.stderr!.on('data', (chunk) => { output += chunk })
+  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  const server: ServerProcess = {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    child,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    }
+  }
+  if (waitReady) await waitForHealth(server, exited, timeoutMs)
+  return server
+}
+
+async function waitForHealth(server: ServerProcess, exited: Promise<number | null>, timeoutMs: number) {
+  let gone = false
+  void exited.then(() => { gone = true })
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    if (gone) throw new Error(`server exited during start-up:\n${server.output()}`)
+    try {
+      const res = await fetch(`${server.url}/health`, { signal: AbortSignal.timeout(1000) })
+      if (res.ok) return
+    } catch {
+      // not listening yet
+    }
+    await sleep(100)
+  }
+  server.child.kill('SIGKILL')
+  throw new Error(`server not healthy within ${timeoutMs} ms:\n${server.output()}`)
+}
+
+/** kill -9 of a process group: the supervisor, its workers and anything else it started in it. */
+export function killGroup(child: ChildProcess) {
+  try {
+    process.kill(-child.pid!, 'SIGKILL')
+  } catch {
+    // already gone
+  }
+}
