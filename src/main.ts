@@ -14,8 +14,8 @@ const usage = `usage: tandem <command>
 async function main (command: string | undefined, config: Config, log: Logger) {
   switch (command) {
     case 'start':
-      return cluster.isPrimary ? runPrimary(config, log) : runWorker(config, log)
-    case 'worker':
+      return runPrimary(config, log)
+    case 'worker': // forked by `start`
       return runWorker(config, log)
     case 'serve':
       return serve({ config, databaseUrl: requireDatabaseUrl(config), log, runMigrations: true })
