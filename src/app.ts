@@ -2,6 +2,9 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import type { Sql } from './db/pool.js'
+import type { Redis } from './db/redis.js'
+import { counterRoutes } from './modules/counter/routes.js'
+import { postgresCounter, redisCounter } from './modules/counter/store.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
 import { errorsPlugin } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
@@ -11,14 +14,15 @@ import { useValidation } from './platform/validation.js'
 export interface AppOptions {
   config: Config
   sql: Sql
-  /** Fields added to every log line, such as the worker number. */
-  logBindings?: Record<string, unknown>
+  redis?: Redis
+  /** The worker number in the embedded cluster; 0 for a standalone replica. */
+  worker?: number
 }
 
 /** The HTTP app, read as a table of contents: platform first, then one plugin per module. */
-export async function buildApp ({ config, sql, logBindings = {} }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { ...loggerOptions(config), base: logBindings },
+    logger: { ...loggerOptions(config), base: { worker } },
     // Access lines go out at debug level from the onResponse hook below; nginx keeps its own.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
@@ -33,7 +37,8 @@ export async function buildApp ({ config, sql, logBindings = {} }: AppOptions): 
   })
 
   await app.register(errorsPlugin, { production: config.production })
-  await app.register(healthRoutes, { sql })
+  await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
   await app.register(crebitosRoutes, { sql })
+  await app.register(counterRoutes, { counter: redis ? redisCounter(redis) : postgresCounter(sql), worker })
   return app
 }

@@ -39,7 +39,7 @@ function runWorker (config: Config, log: Logger) {
     databaseUrl: requireDatabaseUrl(config),
     log: log.child({ worker }),
     runMigrations: false,
-    logBindings: { worker }
+    worker
   })
 }
 

@@ -3,6 +3,7 @@ import type { Config } from './config.js'
 import { buildApp } from './app.js'
 import { migrate } from './db/migrate.js'
 import { createSql } from './db/pool.js'
+import { createRedis } from './db/redis.js'
 import { waitForDatabase } from './db/wait.js'
 import type { Logger } from './platform/logger.js'
 
@@ -12,15 +13,17 @@ export interface ServeOptions {
   log: Logger
   /** A replica on its own migrates (under the lock); cluster workers leave it to the primary. */
   runMigrations: boolean
-  logBindings?: Record<string, unknown>
+  /** The worker number in the embedded cluster; 0 for a standalone replica. */
+  worker?: number
 }
 
 /** One API process: wait for the database, migrate if asked, listen, and drain on SIGTERM/SIGINT. */
-export async function serve ({ config, databaseUrl, log, runMigrations, logBindings }: ServeOptions): Promise<FastifyInstance> {
+export async function serve ({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<FastifyInstance> {
   const sql = createSql(databaseUrl, { max: config.databasePoolMax })
   await waitForDatabase(sql, log, config.databaseWaitMs)
   if (runMigrations) await migrate(sql, log)
-  const app = await buildApp({ config, sql, logBindings })
+  const redis = config.redisUrl ? createRedis(config.redisUrl, log) : undefined
+  const app = await buildApp({ config, sql, redis, worker })
 
   let closing: Promise<void> | undefined
   const shutdown = (signal: string) => {
@@ -32,6 +35,7 @@ export async function serve ({ config, databaseUrl, log, runMigrations, logBindi
       }, config.shutdownTimeoutMs).unref()
       await app.close()
       await sql.end({ timeout: 5 })
+      redis?.disconnect()
       clearTimeout(timer)
       app.log.info('stopped')
       process.exit(0)

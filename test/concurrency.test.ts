@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request, type Response } from './helpers/http.js'
+import { inWaves } from './helpers/load.js'
 import { spawnServer, type ServerProcess } from './helpers/servers.js'
 
 // Two API processes on one database: whatever keeps the balances right has to live in PostgreSQL.
@@ -132,18 +133,6 @@ describe('a randomized mixed history over the five clients', () => {
     }
   })
 })
-
-/** Runs `count` operations keeping `width` in flight. */
-async function inWaves(count: number, width: number, operation: () => Promise<void>) {
-  let started = 0
-  const lane = async () => {
-    while (started < count) {
-      started++
-      await operation()
-    }
-  }
-  await Promise.all(Array.from({ length: width }, lane))
-}
 
 /** A small deterministic generator so a failing history can be replayed. */
 function seeded(seed: number) {

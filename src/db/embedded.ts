@@ -1,7 +1,7 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, openSync, closeSync } from 'node:fs'
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import path from 'node:path'
@@ -43,6 +43,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger, fixedP
   const root = path.resolve(dataDir)
   const pgdata = path.join(root, 'pg')
   await mkdir(root, { recursive: true, mode: 0o755 })
+  await ensureReachable(root)
   const credentials = await initialise(root, pgdata, log)
   const running = await adoptRunning(pgdata)
   if (running) {
@@ -103,6 +104,20 @@ async function initialise(root: string, pgdata: string, log: Logger): Promise<Cr
   }
   await writeFile(credentialsFile, JSON.stringify(credentials), { mode: 0o600 })
   return credentials
+}
+
+/** As root, PostgreSQL runs as `postgres`: that user must reach the data directory and the binaries. */
+async function ensureReachable(root: string) {
+  const owner = await runAs()
+  if (owner.uid === undefined) return
+  await chmod(root, 0o755)
+  const { postgres } = await binaries()
+  for (const target of [root, postgres]) {
+    if (spawnSync('test', ['-x', target], owner).status !== 0) {
+      throw new Error(`embedded PostgreSQL runs as user "${user}", which cannot reach ${target}: ` +
+        'put DATA_DIR and the project where that user can traverse the directories (not under /root), or set DATABASE_URL')
+    }
+  }
 }
 
 function run(command: string, args: string[], owner: Owner): Promise<{ code: number | null, output: string }> {

@@ -1,22 +1,37 @@
 import type { FastifyPluginAsync } from 'fastify'
-import type { Sql } from '../db/pool.js'
 
 const readyTimeoutMs = 1000
 
-/** `/health`: the process answers. `/ready`: and its database does, within a second. */
-export const healthRoutes: FastifyPluginAsync<{ sql: Sql }> = async (app, { sql }) => {
+export interface HealthOptions {
+  /** One probe per dependency, e.g. `select 1`. */
+  checks: Record<string, () => Promise<unknown>>
+}
+
+/** `/health`: the process answers. `/ready`: and every dependency does, within a second. */
+export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { checks }) => {
   app.get('/health', async () => ({ status: 'ok' }))
 
   app.get('/ready', async (request, reply) => {
-    try {
-      await Promise.race([
-        sql`select 1`,
-        new Promise((_resolve, reject) => setTimeout(() => reject(new Error('timed out')), readyTimeoutMs).unref())
-      ])
-      return { status: 'ready', database: 'up' }
-    } catch (error) {
-      request.log.warn({ err: (error as Error).message }, 'not ready: database unreachable')
-      return reply.code(503).send({ error: 'unavailable', message: 'database unreachable', database: 'down' })
-    }
+    const results = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await probe(check)] as const))
+    const status = Object.fromEntries(results)
+    const down = results.filter(([, state]) => state === 'down').map(([name]) => name)
+    if (down.length === 0) return { status: 'ready', ...status }
+    request.log.warn({ down }, 'not ready')
+    return reply.code(503).send({ error: 'unavailable', message: `unreachable: ${down.join(', ')}`, ...status })
   })
+}
+
+async function probe(check: () => Promise<unknown>): Promise<'up' | 'down'> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), readyTimeoutMs)
+  })
+  try {
+    await Promise.race([check(), timeout])
+    return 'up'
+  } catch {
+    return 'down'
+  } finally {
+    clearTimeout(timer)
+  }
 }

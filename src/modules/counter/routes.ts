@@ -1,0 +1,59 @@
+import { hostname } from 'node:os'
+import type { AddressInfo } from 'node:net'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { isRedisUnavailable } from '../../db/redis.js'
+import { Unavailable } from '../../platform/errors.js'
+import type { ClusterCounter } from './store.js'
+
+const CounterReply = Type.Object({
+  instance: Type.String({ description: '<host>:<port>#<worker>' }),
+  instanceRequests: Type.Integer({ description: 'counter requests served by this process since it started' }),
+  clusterRequests: Type.Integer({ description: 'counter requests served by every replica, ever' })
+})
+
+export interface CounterOptions {
+  counter: ClusterCounter
+  /** The worker number in the embedded cluster; 0 for a standalone replica. */
+  worker: number
+}
+
+/** Shows the balancer at work: who answered, and how many requests it and the cluster served. */
+export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { counter, worker }) => {
+  let served = 0
+  let instance: string | undefined
+  const whoAmI = () => (instance ??= `${hostname()}:${(app.server.address() as AddressInfo).port}#${worker}`)
+
+  app.get('/counter', {
+    schema: {
+      tags: ['counter'],
+      summary: 'Requests served by this instance and by the whole cluster',
+      description: 'Send `Accept: text/plain` for one line of text.',
+      response: {
+        200: {
+          description: 'who answered, and the counts',
+          content: {
+            'application/json': { schema: CounterReply },
+            'text/plain': { schema: Type.String() }
+          }
+        }
+      }
+    }
+  }, async (request, reply) => {
+    const clusterRequests = await counter.next().catch((error: unknown) => {
+      if (isRedisUnavailable(error)) throw new Unavailable('the counter store is unavailable, retry shortly')
+      throw error
+    })
+    const instanceRequests = ++served
+    const body = { instance: whoAmI(), instanceRequests, clusterRequests }
+    if (prefersText(request.headers.accept)) {
+      return reply.type('text/plain; charset=utf-8').send(
+        `You are talking to instance ${body.instance}. This is request ${instanceRequests} to this instance and request ${clusterRequests} to the cluster.\n`)
+    }
+    return body
+  })
+}
+
+function prefersText(accept: string | undefined): boolean {
+  return !!accept && accept.includes('text/plain') && !accept.includes('application/json')
+}
