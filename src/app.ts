@@ -4,11 +4,12 @@ import type { Config } from './config.js'
 import type { Sql } from './db/pool.js'
 import type { Redis } from './db/redis.js'
 import { counterRoutes } from './modules/counter/routes.js'
-import { postgresCounter, redisCounter } from './modules/counter/store.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
+import { docsPlugin } from './platform/docs.js'
 import { errorsPlugin } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
 import { loggerOptions } from './platform/logger.js'
+import { metricsPlugin } from './platform/metrics.js'
 import { useValidation } from './platform/validation.js'
 
 export interface AppOptions {
@@ -37,8 +38,10 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   })
 
   await app.register(errorsPlugin, { production: config.production })
+  await app.register(metricsPlugin)
+  await app.register(docsPlugin)
   await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
   await app.register(crebitosRoutes, { sql })
-  await app.register(counterRoutes, { counter: redis ? redisCounter(redis) : postgresCounter(sql), worker })
+  await app.register(counterRoutes, { sql, redis, worker })
   return app
 }

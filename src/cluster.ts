@@ -7,6 +7,7 @@ import { migrate } from './db/migrate.js'
 import { createSql } from './db/pool.js'
 import { waitForDatabase } from './db/wait.js'
 import type { Logger } from './platform/logger.js'
+import { serveClusterMetrics } from './platform/metrics.js'
 
 /** The database the whole system uses: the configured one, or an embedded server of our own. */
 export async function provideDatabase (config: Config, log: Logger): Promise<{ url: string, embedded?: EmbeddedServer }> {
@@ -43,6 +44,7 @@ export async function runPrimary (config: Config, log: Logger) {
 
   cluster.schedulingPolicy = cluster.SCHED_RR
   cluster.setupPrimary({ args: ['worker'] })
+  serveClusterMetrics()
   let stopping = false
   const fork = () => cluster.fork({ DATABASE_URL: url, TANDEM_WORKER: '1' })
 

@@ -1,10 +1,12 @@
 import { hostname } from 'node:os'
 import type { AddressInfo } from 'node:net'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Counter, Histogram } from 'prom-client'
 import { Type } from 'typebox'
-import { isRedisUnavailable } from '../../db/redis.js'
+import type { Sql } from '../../db/pool.js'
+import { isRedisUnavailable, type Redis } from '../../db/redis.js'
 import { Unavailable } from '../../platform/errors.js'
-import type { ClusterCounter } from './store.js'
+import { postgresCounter, redisCounter } from './store.js'
 
 const CounterReply = Type.Object({
   instance: Type.String({ description: '<host>:<port>#<worker>' }),
@@ -13,14 +15,29 @@ const CounterReply = Type.Object({
 })
 
 export interface CounterOptions {
-  counter: ClusterCounter
+  sql: Sql
+  /** With Redis the count lives there (INCR); without, in PostgreSQL. */
+  redis?: Redis
   /** The worker number in the embedded cluster; 0 for a standalone replica. */
   worker: number
 }
 
 /** Shows the balancer at work: who answered, and how many requests it and the cluster served. */
-export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { counter, worker }) => {
+export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, redis, worker }) => {
+  const reserved = new Histogram({
+    name: 'tandem_counter_reservation_size',
+    help: 'Counter numbers reserved per PostgreSQL commit (the batching factor)',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers: [app.metrics]
+  })
+  const counter = redis ? redisCounter(redis) : postgresCounter(sql, (size) => reserved.observe(size))
   let served = 0
+  const answered = new Counter({
+    name: 'tandem_counter_requests_total',
+    help: 'Counter requests answered by this process',
+    labelNames: ['backend'],
+    registers: [app.metrics]
+  })
   let instance: string | undefined
   const whoAmI = () => (instance ??= `${hostname()}:${(app.server.address() as AddressInfo).port}#${worker}`)
 
@@ -45,6 +62,7 @@ export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (a
       throw error
     })
     const instanceRequests = ++served
+    answered.inc({ backend: counter.backend })
     const body = { instance: whoAmI(), instanceRequests, clusterRequests }
     if (prefersText(request.headers.accept)) {
       return reply.type('text/plain; charset=utf-8').send(

@@ -25,7 +25,7 @@ interface Waiter {
  * the load. The row lock orders the blocks of every replica, so numbers never overlap; a failed
  * commit reserves nothing, so no number is skipped.
  */
-export function postgresCounter(sql: Sql): ClusterCounter {
+export function postgresCounter(sql: Sql, onReserve: (size: number) => void = () => {}): ClusterCounter {
   let waiting: Waiter[] = []
   let reserving = false
 
@@ -34,6 +34,7 @@ export function postgresCounter(sql: Sql): ClusterCounter {
     while (waiting.length > 0) {
       const batch = waiting
       waiting = []
+      onReserve(batch.length)
       try {
         const [row] = await sql<{ value: string }[]>`
           update counters set value = value + ${batch.length} where name = ${counterName} returning value`

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Counter } from 'prom-client'
 import type { Sql } from '../../db/pool.js'
 import { NotFound, Unprocessable } from '../../platform/errors.js'
 import { applyTransaction, readStatement } from './queries.js'
@@ -6,6 +7,13 @@ import { Balance, ClientParams, clientId, ErrorBody, NewTransaction, Statement }
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
 export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
+  const outcomes = new Counter({
+    name: 'tandem_crebitos_transactions_total',
+    help: 'Credit and debit requests by outcome',
+    labelNames: ['tipo', 'outcome'],
+    registers: [app.metrics]
+  })
+
   app.post('/clientes/:id/transacoes', {
     schema: {
       tags: ['crebitos'],
@@ -17,6 +25,8 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
   }, async (request) => {
     const id = clientId(request.params.id)
     const row = id && await applyTransaction(sql, id, request.body)
+    const outcome = !row ? 'unknown-client' : row.saldo === null ? 'limit-exceeded' : 'accepted'
+    outcomes.inc({ tipo: request.body.tipo, outcome })
     if (!row) throw new NotFound('client')
     if (row.saldo === null) throw new Unprocessable('limit-exceeded', 'the debit would take the balance below -limite')
     return { limite: row.limite, saldo: row.saldo }

@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance } from 'fastify'
+
+/** The OpenAPI document is generated from the route schemas: `/openapi.json`, and Swagger UI at `/documentation`. */
+export const docsPlugin = fp(async (app: FastifyInstance) => {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Tandem',
+        description: 'A horizontally scalable backend: crebitos (Rinha de Backend 2024/Q1), the cluster counter, and more.',
+        version: '0.1.0'
+      }
+    },
+    hideUntagged: true
+  })
+  await app.register(swaggerUi, { routePrefix: '/documentation' })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+}, { name: 'docs' })
