@@ -25,7 +25,7 @@ export const metricsPlugin = fp(async (app: FastifyInstance) => {
   collectDefaultMetrics({ register: registry })
   if (cluster.isWorker) {
     // Constructing one makes prom-client answer the primary's requests for this worker's figures.
-    new AggregatorRegistry() // eslint-disable-line no-new
+    new AggregatorRegistry()
     AggregatorRegistry.setRegistries([registry])
   }
   app.decorate('metrics', registry)
