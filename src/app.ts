@@ -3,8 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import type { Sql } from './db/pool.js'
 import type { Redis } from './db/redis.js'
+import { accountsRoutes } from './modules/accounts/routes.js'
+import { sessionsPlugin } from './modules/accounts/sessions.js'
 import { counterRoutes } from './modules/counter/routes.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
+import { incrementsRoutes } from './modules/increments/routes.js'
 import { docsPlugin } from './platform/docs.js'
 import { errorsPlugin } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
@@ -29,7 +32,8 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    requestTimeout: 30_000
+    requestTimeout: 30_000,
+    routerOptions: { maxParamLength: 1000 }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   useValidation(app)
@@ -41,7 +45,10 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   await app.register(metricsPlugin)
   await app.register(docsPlugin)
   await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
+  await app.register(sessionsPlugin, { sql, config })
   await app.register(crebitosRoutes, { sql })
   await app.register(counterRoutes, { sql, redis, worker })
+  await app.register(accountsRoutes, { sql, config })
+  await app.register(incrementsRoutes, { sql, config })
   return app
 }

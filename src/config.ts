@@ -20,7 +20,10 @@ const ConfigSchema = Type.Object({
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 100 * 1024 * 1024, default: 64 * 1024 }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
   DATABASE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
-  INCREMENT_MAX_LAG_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })
+  INCREMENT_MAX_LAG_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+  INCREMENT_BATCH_WINDOW_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
+  SESSION_TTL_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 12 * 3_600_000 }),
+  SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 })
 })
 
 type Env = Static<typeof ConfigSchema>
@@ -42,6 +45,12 @@ export interface Config {
   shutdownTimeoutMs: number
   databaseWaitMs: number
   incrementMaxLagMs: number
+  /** How long an increment waits for others to share its commit; kept below incrementMaxLagMs. */
+  incrementBatchWindowMs: number
+  /** A session ends this long after login... */
+  sessionTtlMs: number
+  /** ...or this long after its last use, whichever comes first. */
+  sessionIdleMs: number
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +82,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: value.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: value.SHUTDOWN_TIMEOUT_MS,
     databaseWaitMs: value.DATABASE_WAIT_MS,
-    incrementMaxLagMs: value.INCREMENT_MAX_LAG_MS
+    incrementMaxLagMs: value.INCREMENT_MAX_LAG_MS,
+    incrementBatchWindowMs: Math.min(value.INCREMENT_BATCH_WINDOW_MS, Math.floor(value.INCREMENT_MAX_LAG_MS / 2)),
+    sessionTtlMs: value.SESSION_TTL_MS,
+    sessionIdleMs: value.SESSION_IDLE_MS
   }
 }

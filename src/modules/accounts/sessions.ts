@@ -1,0 +1,61 @@
+import cookie from '@fastify/cookie'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Config } from '../../config.js'
+import type { Sql } from '../../db/pool.js'
+import { Forbidden, Unauthorized } from '../../platform/errors.js'
+import { findSessionUser, type SessionUser } from './queries.js'
+
+export const sessionCookie = 'tandem_session'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by `app.authenticate` for routes that need a session. */
+    user: SessionUser | null
+    sessionToken: string | null
+  }
+  interface FastifyInstance {
+    /** onRequest hook: 401 without a live session (Bearer token or session cookie). */
+    authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  }
+}
+
+export interface SessionsOptions {
+  sql: Sql
+  config: Pick<Config, 'sessionIdleMs'>
+}
+
+const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** Sessions for every module: the token comes as `Authorization: Bearer` or as the HttpOnly cookie. */
+export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: SessionsOptions) => {
+  await app.register(cookie)
+  app.decorateRequest('user', null)
+  app.decorateRequest('sessionToken', null)
+
+  app.decorate('authenticate', async (request: FastifyRequest) => {
+    const bearer = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
+    const token = bearer ?? request.cookies[sessionCookie]
+    if (!token) throw new Unauthorized()
+    // A cookie rides along on cross-site requests too: writes must come from our own origin.
+    if (!bearer && !safeMethods.has(request.method) && isCrossSite(request)) {
+      throw new Forbidden('cross-site request refused')
+    }
+    const user = await findSessionUser(sql, token, config.sessionIdleMs)
+    if (!user) throw new Unauthorized('session expired or invalid')
+    request.user = user
+    request.sessionToken = token
+  })
+}, { name: 'sessions' })
+
+function isCrossSite(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site']
+  if (site) return site !== 'same-origin' && site !== 'none'
+  const origin = request.headers.origin
+  if (!origin) return false // not a browser: no ambient cookie to abuse
+  try {
+    return new URL(origin).host !== request.headers.host
+  } catch {
+    return true
+  }
+}

@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { Config } from '../../config.js'
+import type { Sql } from '../../db/pool.js'
+import { NotFound } from '../../platform/errors.js'
+import { incrementBatcher } from './batcher.js'
+import { ErrorBody, IncrementResult, KeyParams, KeyState, NewIncrement } from './schema.js'
+
+export interface IncrementsOptions {
+  sql: Sql
+  config: Pick<Config, 'incrementBatchWindowMs'>
+}
+
+/** Shared counters by key: exact sums from any number of replicas, durable before acknowledged. */
+export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, config }) => {
+  const perCommit = new Histogram({
+    name: 'tandem_increments_per_commit',
+    help: 'Increments committed together in one PostgreSQL transaction (the batching factor)',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [app.metrics]
+  })
+  const committed = new Counter({
+    name: 'tandem_increments_committed_total',
+    help: 'Increments committed to PostgreSQL',
+    registers: [app.metrics]
+  })
+  const batcher = incrementBatcher(sql, {
+    windowMs: config.incrementBatchWindowMs,
+    onCommit: (size) => {
+      perCommit.observe(size)
+      committed.inc(size)
+    }
+  })
+  // The contract bounds how far PostgreSQL may trail acknowledged increments; here it trails only
+  // the ones not yet acknowledged, and this is how long the oldest of them has waited.
+  new Gauge({
+    name: 'tandem_increments_persist_lag_seconds',
+    help: 'Age of the oldest increment of this process not yet committed',
+    registers: [app.metrics],
+    collect() { this.set(batcher.lagMs() / 1000) }
+  })
+
+  app.post('/increment', {
+    onRequest: app.authenticate, // before the body is even read: no session, 401
+    schema: {
+      tags: ['increments'],
+      summary: 'Add to a key; answers its new total once committed',
+      security: [{ bearer: [] }],
+      body: NewIncrement,
+      response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const { key, value } = request.body
+    return { key, value: await batcher.add(key, value) }
+  })
+
+  app.get('/increment/:key', {
+    schema: {
+      tags: ['increments'],
+      summary: "A key's total and when it was stored",
+      params: KeyParams,
+      response: { 200: KeyState, 404: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const [row] = await sql<{ value: string, updatedAt: Date }[]>`
+      select value, updated_at as "updatedAt" from increments where key = ${request.params.key}`
+    if (!row) throw new NotFound('key')
+    const value = Number(row.value)
+    return { key: request.params.key, value, persistedValue: value, persistedAt: row.updatedAt.toISOString() }
+  })
+}
