@@ -26,6 +26,10 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
   const app = await buildApp({ config, sql, redis, worker })
 
   let closing: Promise<void> | undefined
+  // While draining, every answer closes its connection: a kept-alive socket would hold the close open.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
   const shutdown = (signal: string) => {
     closing ??= (async () => {
       app.log.info({ signal }, 'draining in-flight requests')
