@@ -1,4 +1,5 @@
 import js from '@eslint/js'
+import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
@@ -18,6 +19,22 @@ export default tseslint.config(
       'no-restricted-imports': ['error', {
         patterns: [{ regex: '^\\.\\./(?!accounts/)[^./]+/', message: 'modules do not import each other (accounts aside)' }]
       }]
+    }
+  },
+  {
+    // The browser UI: data from people and the server goes into pages as text only, and no
+    // script-readable storage holds anything (the session is an HttpOnly cookie).
+    files: ['web/**/*.ts'],
+    languageOptions: { globals: globals.browser },
+    rules: {
+      'no-restricted-properties': ['error',
+        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML'].map((property) => ({ property, message: 'insert text with textContent or build nodes' })),
+        { object: 'document', property: 'write', message: 'build nodes instead' }
+      ],
+      'no-restricted-globals': ['error',
+        { name: 'localStorage', message: 'the session lives in the HttpOnly cookie' },
+        { name: 'sessionStorage', message: 'the session lives in the HttpOnly cookie' }
+      ]
     }
   },
   {

@@ -1,0 +1,78 @@
+/** The JSON API on this origin. The session rides in the HttpOnly cookie; no token is ever visible to scripts. */
+
+export class ApiError extends Error {
+  constructor (readonly status: number, readonly code: string, message: string, readonly details: string[] = []) {
+    super(message)
+  }
+
+  /** What to show a person: each invalid field, or the server's message. */
+  get lines (): string[] {
+    return this.details.length > 0 ? this.details : [this.message]
+  }
+}
+
+export interface User { id: number, email: string, firstName: string, lastName: string }
+export interface Department { id: number, name: string, initials: string }
+export interface CourseUnit { id: number, name: string, department: number }
+export interface Sheet {
+  id: string
+  timestamp: string
+  courseUnit: number
+  courseUnitName: string
+  creatorName: string
+  summary: string | null
+  isActive: boolean
+}
+export interface SheetSummary { id: string, registerTimestamp: string, summary: string | null, isActive: boolean }
+export interface Registration { nmec: number, name: string, timestamp: string }
+
+interface Options {
+  body?: unknown
+  /** A 401 sends the person to the login page (the default), or is thrown like any other error. */
+  loginOn401?: boolean
+}
+
+export function loginUrl (): string {
+  const next = location.pathname + location.search
+  return next === '/' || next.endsWith('/login.html') ? 'login.html' : `login.html?next=${encodeURIComponent(next)}`
+}
+
+export async function api<T> (method: string, path: string, { body, loginOn401 = true }: Options = {}): Promise<T> {
+  const init: RequestInit = { method, credentials: 'same-origin', headers: { accept: 'application/json' } }
+  if (body !== undefined) {
+    init.body = JSON.stringify(body)
+    init.headers = { ...init.headers, 'content-type': 'application/json' }
+  }
+  let response: Response
+  try {
+    response = await fetch(path, init)
+  } catch {
+    throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection and try again.')
+  }
+  if (response.status === 401 && loginOn401) {
+    location.assign(loginUrl())
+    // The page is going away; nothing after this call should run.
+    return new Promise<T>(() => {})
+  }
+  if (response.status === 204) return undefined as T
+  const data: unknown = await response.json().catch(() => null)
+  if (response.ok) return data as T
+  throw toError(response.status, data)
+}
+
+function toError (status: number, data: unknown): ApiError {
+  const body = (typeof data === 'object' && data !== null ? data : {}) as { error?: unknown, message?: unknown, details?: unknown }
+  const message = typeof body.message === 'string' && body.message !== '' ? body.message : `The server answered ${status}.`
+  const details = Array.isArray(body.details) ? body.details.filter((line): line is string => typeof line === 'string') : []
+  return new ApiError(status, typeof body.error === 'string' ? body.error : 'error', sentence(message), details.map(sentence))
+}
+
+/** Server messages are lower-case fragments ("attendance sheet not found"); shown alone they read better as sentences. */
+function sentence (text: string): string {
+  const trimmed = text.trim()
+  if (trimmed === '') return trimmed
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1)
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`
+}
+
+export const sheetPath = (id: string) => `/api/attendance/sheet/${encodeURIComponent(id)}`
