@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs'
-import type { ServerResponse } from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import fastifyStatic from '@fastify/static'
+import fastifyStatic, { type SetHeadersResponse } from '@fastify/static'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 
@@ -17,7 +16,7 @@ export const htmlSecurityHeaders: Record<string, string> = {
   'referrer-policy': 'same-origin'
 }
 
-const headersFor = (root: string) => (res: ServerResponse, file: string): void => {
+const headersFor = (root: string) => (res: SetHeadersResponse, file: string): void => {
   const name = path.relative(root, file).replace(/\.(br|gz)$/, '')
   res.setHeader('vary', 'accept-encoding')
   if (name.endsWith('.html')) {
