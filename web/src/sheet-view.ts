@@ -150,6 +150,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     const url = signInUrl(current.id)
     urlLink.href = url
     urlLink.textContent = url
+    byId('class-code').textContent = current.id
     qrButton.replaceChildren(qrCode(url, { label: `QR code for ${url}` }))
   }
 
@@ -174,7 +175,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     selectCell.append(box)
     row.append(
       selectCell,
-      element('td', { text: formatDateTime(student.timestamp, { seconds: true }) }),
+      timestampCell(student.timestamp),
       element('td', { text: String(student.nmec) }),
       element('td', { text: student.name })
     )
@@ -354,6 +355,14 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
       return { outcome: 'shown', sheet }
     }
   }
+}
+
+/** "dd/mm/yyyy HH:MM:SS"; narrow screens show the time alone (the date stays for screen readers). */
+function timestampCell (iso: string): HTMLTableCellElement {
+  const [date, time] = formatDateTime(iso, { seconds: true }).split(' ')
+  const cell = element('td')
+  cell.append(element('span', { className: 'date', text: `${date} ` }), time ?? '')
+  return cell
 }
 
 function setUpManualRegistration (current: () => Sheet | null, reload: () => Promise<void>, opener: HTMLButtonElement): void {
