@@ -4,6 +4,7 @@ import type { Config } from './config.js'
 import type { Sql } from './db/pool.js'
 import type { Redis } from './db/redis.js'
 import { accountsRoutes } from './modules/accounts/routes.js'
+import { attendanceRoutes } from './modules/attendance/routes.js'
 import { sessionsPlugin } from './modules/accounts/sessions.js'
 import { counterRoutes } from './modules/counter/routes.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
@@ -13,6 +14,7 @@ import { errorsPlugin } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
 import { loggerOptions } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
+import { rateLimitPlugin } from './platform/rate-limit.js'
 import { useValidation } from './platform/validation.js'
 
 export interface AppOptions {
@@ -30,7 +32,7 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     // Access lines go out at debug level from the onResponse hook below; nginx keeps its own.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
-    return503OnClosing: true,
+    return503OnClosing: false, // server.ts answers its own 503 while draining
     forceCloseConnections: 'idle',
     requestTimeout: 30_000,
     routerOptions: { maxParamLength: 1000 }
@@ -45,10 +47,12 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   await app.register(metricsPlugin)
   await app.register(docsPlugin)
   await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
+  await app.register(rateLimitPlugin, { sql })
   await app.register(sessionsPlugin, { sql, config })
   await app.register(crebitosRoutes, { sql })
   await app.register(counterRoutes, { sql, redis, worker })
   await app.register(accountsRoutes, { sql, config })
   await app.register(incrementsRoutes, { sql, config })
+  await app.register(attendanceRoutes, { sql, config })
   return app
 }

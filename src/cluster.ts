@@ -30,24 +30,40 @@ export async function migrateDatabase (url: string, config: Config, log: Logger)
 /**
  * The embedded supervisor: database, migrations once, then WORKERS forked API processes sharing
  * PORT (the primary hands out connections round robin). A worker that dies is replaced; SIGTERM or
- * Ctrl-C drains every worker, then stops the embedded database.
+ * Ctrl-C, at any moment from start-up on, drains the workers there are, then stops the embedded
+ * database.
  */
 export async function runPrimary (config: Config, log: Logger) {
-  const { url, embedded } = await provideDatabase(config, log)
-  const stopDatabase = async () => { await embedded?.stop() }
+  let embedded: EmbeddedServer | undefined
+  let stopping = false
+
+  const shutdown = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'stopping: draining workers')
+    const timedOut = await drainWorkers(config.shutdownTimeoutMs + 2000)
+    if (timedOut) log.error('workers did not stop in time; killed them')
+    await embedded?.stop()
+    log.info('stopped')
+    process.exit(timedOut ? 1 : 0)
+  }
+  process.on('SIGTERM', () => void shutdown('SIGTERM'))
+  process.on('SIGINT', () => void shutdown('SIGINT'))
+
+  const database = await provideDatabase(config, log)
+  embedded = database.embedded
+  if (stopping) return embedded?.stop() // a signal came while the database started; shutdown exits
   try {
-    await migrateDatabase(url, config, log)
+    await migrateDatabase(database.url, config, log)
   } catch (error) {
-    await stopDatabase()
+    await embedded?.stop()
     throw error
   }
 
   cluster.schedulingPolicy = cluster.SCHED_RR
   cluster.setupPrimary({ args: ['worker'] })
   serveClusterMetrics()
-  let stopping = false
-  const fork = () => cluster.fork({ DATABASE_URL: url, TANDEM_WORKER: '1' })
-
+  const fork = () => cluster.fork({ DATABASE_URL: database.url, TANDEM_WORKER: '1' })
   cluster.on('exit', (worker: Worker, code, signal) => {
     if (stopping) return
     log.error({ worker: worker.id, code, signal }, 'worker died; starting a new one')
@@ -61,23 +77,14 @@ export async function runPrimary (config: Config, log: Logger) {
     workers: config.workers,
     database: embedded ? `embedded PostgreSQL pid ${embedded.pid} (${config.dataDir})` : 'DATABASE_URL'
   }, `Tandem listening on ${config.host}:${config.port}`)
+}
 
-  const shutdown = async (signal: string) => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'stopping: draining workers')
-    const alive = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => !!worker && !worker.isDead())
-    for (const worker of alive) worker.process.kill('SIGTERM')
-    const drained = Promise.all(alive.map((worker) => worker.isDead() ? undefined : once(worker, 'exit')))
-    const timedOut = await Promise.race([drained.then(() => false), sleep(config.shutdownTimeoutMs + 2000).then(() => true)])
-    if (timedOut) {
-      log.error('workers did not stop in time; killing them')
-      for (const worker of alive) worker.process.kill('SIGKILL')
-    }
-    await stopDatabase()
-    log.info('stopped')
-    process.exit(timedOut ? 1 : 0)
-  }
-  process.on('SIGTERM', () => void shutdown('SIGTERM'))
-  process.on('SIGINT', () => void shutdown('SIGINT'))
+/** SIGTERM to every live worker, then waits for them; true when some had to be killed. */
+async function drainWorkers (timeoutMs: number): Promise<boolean> {
+  const alive = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => !!worker && !worker.isDead())
+  const exited = Promise.all(alive.map((worker) => once(worker, 'exit')))
+  for (const worker of alive) worker.process.kill('SIGTERM')
+  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs).then(() => true)])
+  if (timedOut) for (const worker of alive) worker.process.kill('SIGKILL')
+  return timedOut
 }

@@ -50,6 +50,7 @@ async function runDatabaseOnly (config: Config, log: Logger) {
   const stop = async () => { await embedded?.stop(); process.exit(0) }
   process.once('SIGTERM', () => void stop())
   process.once('SIGINT', () => void stop())
+  setInterval(() => {}, 1 << 30) // the postmaster is detached and unref'd: nothing else keeps us running until a signal
 }
 
 function requireDatabaseUrl (config: Config): string {

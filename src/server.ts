@@ -5,6 +5,7 @@ import { migrate } from './db/migrate.js'
 import { createSql } from './db/pool.js'
 import { createRedis } from './db/redis.js'
 import { waitForDatabase } from './db/wait.js'
+import { Unavailable } from './platform/errors.js'
 import type { Logger } from './platform/logger.js'
 
 export interface ServeOptions {
@@ -26,7 +27,11 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
   const app = await buildApp({ config, sql, redis, worker })
 
   let closing: Promise<void> | undefined
-  // While draining, every answer closes its connection: a kept-alive socket would hold the close open.
+  // While draining, a request that arrives on a kept-alive connection gets our 503, and every answer
+  // closes its connection: a kept-alive socket would hold the close open.
+  app.addHook('onRequest', async () => {
+    if (closing) throw new Unavailable('shutting down, retry on another replica')
+  })
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close')
   })

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, openSync, closeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
@@ -151,7 +151,13 @@ async function adoptRunning(pgdata: string): Promise<{ pid: number, port: number
   const lockFile = path.join(pgdata, 'postmaster.pid')
   if (!existsSync(lockFile)) return undefined
   const [pid, , , port] = (await readFile(lockFile, 'utf8')).split('\n').map((line) => Number.parseInt(line, 10))
-  return pid && port && isAlive(pid) ? { pid, port } : undefined
+  if (!pid) return undefined
+  if (isAlive(pid)) return port ? { pid, port } : undefined
+  // A killed postmaster can linger as a zombie until init reaps it; PostgreSQL would take it for a
+  // live server and refuse the data directory. Give init a moment, then drop the stale lock.
+  for (const deadline = Date.now() + 5000; isZombie(pid) && Date.now() < deadline; ) await sleep(50)
+  if (isZombie(pid)) await rm(lockFile, { force: true })
+  return undefined
 }
 
 async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, logFile: string) {
@@ -192,12 +198,22 @@ async function runAs(): Promise<Owner> {
   }
 }
 
+/** Running, and not a zombie (a dead process not yet reaped, which signal 0 still reaches). */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  return !isZombie(pid)
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+  } catch {
+    return false // gone, or no /proc (macOS): signal 0 has answered already
   }
 }
 
