@@ -23,7 +23,9 @@ const ConfigSchema = Type.Object({
   INCREMENT_MAX_LAG_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   INCREMENT_BATCH_WINDOW_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
   SESSION_TTL_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 12 * 3_600_000 }),
-  SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 })
+  SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 }),
+  LOGIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
+  ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 })
 })
 
 type Env = Static<typeof ConfigSchema>
@@ -51,6 +53,10 @@ export interface Config {
   sessionTtlMs: number
   /** ...or this long after its last use, whichever comes first. */
   sessionIdleMs: number
+  /** Login attempts per client address and email. */
+  loginLimitPerMinute: number
+  /** Attendance sign-ins per client address and sheet: a classroom behind one NAT address must fit. */
+  signInLimitPerMinute: number
 }
 
 export class ConfigError extends Error {}
@@ -85,6 +91,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     incrementMaxLagMs: value.INCREMENT_MAX_LAG_MS,
     incrementBatchWindowMs: Math.min(value.INCREMENT_BATCH_WINDOW_MS, Math.floor(value.INCREMENT_MAX_LAG_MS / 2)),
     sessionTtlMs: value.SESSION_TTL_MS,
-    sessionIdleMs: value.SESSION_IDLE_MS
+    sessionIdleMs: value.SESSION_IDLE_MS,
+    loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
+    signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE
   }
 }

@@ -12,6 +12,10 @@ export const docsPlugin = fp(async (app: FastifyInstance) => {
         title: 'Tandem',
         description: 'A horizontally scalable backend: crebitos (Rinha de Backend 2024/Q1), the cluster counter, and more.',
         version: '0.1.0'
+      },
+      components: {
+        // Routes that need a session say `security: [{ bearer: [] }]`; the web UI sends the same token as the HttpOnly cookie.
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }
       }
     },
     hideUntagged: true

@@ -2,9 +2,9 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { isUnavailable } from '../db/pool.js'
 
-/** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message }`. */
+/** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message, details? }`. */
 export class HttpError extends Error {
-  constructor (readonly statusCode: number, readonly code: string, message: string) {
+  constructor (readonly statusCode: number, readonly code: string, message: string, readonly details?: string[]) {
     super(message)
   }
 }
@@ -14,7 +14,12 @@ export class NotFound extends HttpError {
 }
 
 export class Unprocessable extends HttpError {
-  constructor (code: string, message: string) { super(422, code, message) }
+  constructor (code: string, message: string, details?: string[]) { super(422, code, message, details) }
+}
+
+/** Input the schema let through but a rule beyond it refused: one "field: reason" per field, like a schema failure. */
+export class InvalidInput extends Unprocessable {
+  constructor (details: string[]) { super('invalid-input', 'invalid body', details) }
 }
 
 export class Conflict extends HttpError {
@@ -27,6 +32,12 @@ export class Unauthorized extends HttpError {
 
 export class Forbidden extends HttpError {
   constructor (message: string) { super(403, 'forbidden', message) }
+}
+
+export class TooManyRequests extends HttpError {
+  constructor (readonly retryAfterSeconds: number) {
+    super(429, 'too-many-requests', `too many attempts, retry in ${retryAfterSeconds} s`)
+  }
 }
 
 export class Unavailable extends HttpError {
@@ -51,10 +62,11 @@ const fastifyCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad-content-length'
 }
 
-interface Rendered { status: number, code: string, message: string, details?: string[] }
+interface Rendered { status: number, code: string, message: string, details?: string[], retryAfter?: number }
 
 function render (error: FastifyError & { details?: string[] }): Rendered {
-  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
+  if (error instanceof TooManyRequests) return { status: 429, code: error.code, message: error.message, retryAfter: error.retryAfterSeconds }
+  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message, details: error.details }
   if (error.validation) return { status: 422, code: 'invalid-input', message: error.message, details: error.details }
   const state = (error as { code?: string }).code ?? ''
   if (invalidInputStates[state]) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] }
@@ -68,13 +80,14 @@ function render (error: FastifyError & { details?: string[] }): Rendered {
 /** The one place errors become responses: 4xx explain themselves, 5xx are logged and never leak a stack. */
 export const errorsPlugin = fp(async (app: FastifyInstance, { production }: { production: boolean }) => {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const { status, code, message, details } = render(error)
+    const { status, code, message, details, retryAfter } = render(error)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.debug({ err: error.message, code }, 'request rejected')
     const body: Record<string, unknown> = { error: code, message }
     if (details) body.details = details
     if (status === 500 && !production) body.stack = error.stack
     if (status === 503) reply.header('retry-after', '1')
+    if (retryAfter) reply.header('retry-after', String(retryAfter))
     return reply.code(status).send(body)
   })
 

@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify'
+import { InvalidInput } from './errors.js'
 
 // Bodies are JSON: a string is not a number and null is not "". Params, query strings and headers
 // arrive as text, so there (and only there) "42" may become 42.
@@ -34,4 +35,27 @@ function reason(error: ErrorObject): string {
   const forbidden = (error.schema as { const?: unknown } | undefined)?.const
   if (error.keyword === 'not' && forbidden !== undefined) return `must not be ${JSON.stringify(forbidden)}`
   return error.message ?? 'is invalid'
+}
+
+/** PostgreSQL text cannot hold NUL: a pattern for text fields, so it is refused as input, not as a database error. */
+export const noNul = '^[^\\u0000]*$'
+
+/**
+ * The rule a JSON schema cannot state: text is trimmed before its length is checked, in characters as
+ * PostgreSQL counts them (code points). Answers the trimmed texts, or throws one 422 naming every field
+ * out of bounds. A field given as undefined is left out.
+ */
+export function trimTexts<T extends Record<string, string | undefined>> (texts: T, bounds: Record<keyof T, [min: number, max: number]>): T {
+  const details: string[] = []
+  const trimmed: Record<string, string | undefined> = {}
+  for (const [field, text] of Object.entries(texts)) {
+    const value = text?.trim()
+    const [min, max] = bounds[field]
+    const length = value === undefined ? min : [...value].length
+    if (length === 0) details.push(`${field}: must not be blank`)
+    else if (length < min || length > max) details.push(`${field}: must have ${min} to ${max} characters, not counting surrounding spaces`)
+    trimmed[field] = value
+  }
+  if (details.length > 0) throw new InvalidInput(details)
+  return trimmed as T
 }
