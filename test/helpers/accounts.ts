@@ -3,10 +3,10 @@ import { request } from './http.js'
 
 export const newEmail = () => `user-${randomBytes(5).toString('hex')}@example.com`
 
-/** Registers a fresh user and logs in: the bearer token and the cookie header of that session. */
-export async function signUp(base: string, password = 'correct horse battery') {
+/** Registers a fresh user (with names, if given) and logs in: the bearer token and the cookie header of that session. */
+export async function signUp(base: string, password = 'correct horse battery', names: { firstName?: string, lastName?: string } = {}) {
   const email = newEmail()
-  const created = await request(base, 'POST', '/api/users', { json: { email, password } })
+  const created = await request(base, 'POST', '/api/users', { json: { email, password, ...names } })
   if (created.status !== 201) throw new Error(`register failed: ${created.status} ${created.text}`)
   const login = await request(base, 'POST', '/api/sessions', { json: { email, password } })
   if (login.status !== 201) throw new Error(`login failed: ${login.status} ${login.text}`)

@@ -8,13 +8,66 @@ export interface SessionUser {
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest()
 
+export interface Profile {
+  id: number
+  email: string
+  firstName: string
+  lastName: string
+}
+
+export interface Names {
+  firstName?: string
+  lastName?: string
+}
+
 /** Inserts the user; undefined when the email is taken (the unique constraint decides, not a prior read). */
-export async function insertUser(sql: Sql, email: string, passwordHash: string): Promise<SessionUser | undefined> {
-  const [user] = await sql<SessionUser[]>`
-    insert into users (email, password_hash) values (${email}, ${passwordHash})
+export async function insertUser(sql: Sql, email: string, passwordHash: string, names: Names): Promise<Profile | undefined> {
+  const [user] = await sql<Profile[]>`
+    insert into users (email, password_hash, first_name, last_name)
+    values (${email}, ${passwordHash}, ${names.firstName ?? ''}, ${names.lastName ?? ''})
     on conflict (email) do nothing
-    returning id, email`
+    returning id, email, first_name as "firstName", last_name as "lastName"`
   return user
+}
+
+export async function findProfile(sql: Sql, userId: number): Promise<Profile | undefined> {
+  const [user] = await sql<Profile[]>`
+    select id, email, first_name as "firstName", last_name as "lastName" from users where id = ${userId}`
+  return user
+}
+
+/** Sets the names given and keeps the others, in one statement. */
+export async function updateNames(sql: Sql, userId: number, names: Names): Promise<Profile | undefined> {
+  const [user] = await sql<Profile[]>`
+    update users
+       set first_name = coalesce(${names.firstName ?? null}::text, first_name),
+           last_name = coalesce(${names.lastName ?? null}::text, last_name)
+     where id = ${userId}
+    returning id, email, first_name as "firstName", last_name as "lastName"`
+  return user
+}
+
+export async function findPasswordHash(sql: Sql, userId: number): Promise<string | undefined> {
+  const [user] = await sql<{ passwordHash: string }[]>`select password_hash as "passwordHash" from users where id = ${userId}`
+  return user?.passwordHash
+}
+
+/**
+ * Replaces the password the caller proved to know and ends every other session of the user, in one
+ * statement. False when the hash changed since it was verified (a racing change won): nothing happens.
+ */
+export async function replacePassword(sql: Sql, userId: number, verifiedHash: string, newHash: string, keptToken: string): Promise<boolean> {
+  const [row] = await sql<{ changed: boolean }[]>`
+    with changed as (
+      update users set password_hash = ${newHash}
+       where id = ${userId} and password_hash = ${verifiedHash}
+      returning id
+    ), revoked as (
+      delete from sessions
+       where user_id in (select id from changed) and token_hash <> ${hashToken(keptToken)}
+    )
+    select exists (select 1 from changed) as changed`
+  return row.changed
 }
 
 export async function findLogin(sql: Sql, email: string) {

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { noNul } from '../../platform/validation.js'
 
 export const Credentials = Type.Object({
   email: Type.String({ format: 'email', maxLength: 254 }),
@@ -6,9 +7,33 @@ export const Credentials = Type.Object({
 })
 export type Credentials = Static<typeof Credentials>
 
+// Trimmed before its length is checked (1–100), in the route: a schema cannot say "not blank once trimmed".
+const Name = Type.String({ minLength: 1, maxLength: 1000, pattern: noNul, description: '1–100 characters, trimmed' })
+
+export const NewUser = Type.Object({
+  email: Type.String({ format: 'email', maxLength: 254 }),
+  password: Type.String({ minLength: 8, maxLength: 1024 }),
+  firstName: Type.Optional(Name),
+  lastName: Type.Optional(Name)
+})
+export type NewUser = Static<typeof NewUser>
+
 export const User = Type.Object({
   id: Type.Integer(),
-  email: Type.String()
+  email: Type.String(),
+  firstName: Type.String({ description: '"" when never given' }),
+  lastName: Type.String({ description: '"" when never given' })
+})
+
+export const ProfileChange = Type.Object({
+  firstName: Type.Optional(Name),
+  lastName: Type.Optional(Name)
+})
+export type ProfileChange = Static<typeof ProfileChange>
+
+export const PasswordChange = Type.Object({
+  currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+  newPassword: Type.String({ minLength: 8, maxLength: 1024 })
 })
 
 export const NewSession = Type.Object({

@@ -17,6 +17,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: 401 without a live session (Bearer token or session cookie). */
     authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>
+    /**
+     * onRequest hook for routes open to anyone that grant more to a user: sets request.user when a
+     * live session comes along, and otherwise lets the request through as anonymous.
+     */
+    identify(request: FastifyRequest, reply: FastifyReply): Promise<void>
   }
 }
 
@@ -34,19 +39,37 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
   app.decorateRequest('sessionToken', null)
 
   app.decorate('authenticate', async (request: FastifyRequest) => {
-    const bearer = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
-    const token = bearer ?? request.cookies[sessionCookie]
+    const { token, ambient } = presentedToken(request)
     if (!token) throw new Unauthorized()
     // A cookie rides along on cross-site requests too: writes must come from our own origin.
-    if (!bearer && !safeMethods.has(request.method) && isCrossSite(request)) {
-      throw new Forbidden('cross-site request refused')
-    }
+    if (ambient && isCrossSiteWrite(request)) throw new Forbidden('cross-site request refused')
     const user = await findSessionUser(sql, token, config.sessionIdleMs)
     if (!user) throw new Unauthorized('session expired or invalid')
     request.user = user
     request.sessionToken = token
   })
+
+  app.decorate('identify', async (request: FastifyRequest) => {
+    const { token, ambient } = presentedToken(request)
+    // A cross-site write gets no more than an anonymous one: the cookie is not the caller's intent.
+    if (!token || (ambient && isCrossSiteWrite(request))) return
+    const user = await findSessionUser(sql, token, config.sessionIdleMs)
+    if (!user) return
+    request.user = user
+    request.sessionToken = token
+  })
 }, { name: 'sessions' })
+
+/** The Bearer token, else the cookie (`ambient`: the browser sends it by itself). */
+function presentedToken(request: FastifyRequest): { token: string | undefined, ambient: boolean } {
+  const bearer = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
+  if (bearer) return { token: bearer, ambient: false }
+  return { token: request.cookies[sessionCookie], ambient: true }
+}
+
+function isCrossSiteWrite(request: FastifyRequest): boolean {
+  return !safeMethods.has(request.method) && isCrossSite(request)
+}
 
 function isCrossSite(request: FastifyRequest): boolean {
   const site = request.headers['sec-fetch-site']
