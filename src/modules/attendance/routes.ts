@@ -1,0 +1,277 @@
+import { Readable } from 'node:stream'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { Counter, Gauge } from 'prom-client'
+import type { Config } from '../../config.js'
+import type { Sql } from '../../db/pool.js'
+import { Conflict, Forbidden, NotFound } from '../../platform/errors.js'
+import { trimTexts } from '../../platform/validation.js'
+import { csvRecord } from './csv.js'
+import { sheetEvents } from './events.js'
+import {
+  createSheet, findSheet, findSheetAccess, listCourseUnits, listDepartments, listDepartmentUnits, listStudents,
+  listUserCourseUnits, listUserSheets, removeStudents, setSheetStatus, signIn, studentsCursor, type SheetAccess, type Student
+} from './queries.js'
+import {
+  CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, ErrorBody, int4, isPublicId, NewSheet,
+  Removal, Removed, Sheet, SheetParams, SignIn, Status, StatusChange, Student as StudentBody
+} from './schema.js'
+
+export interface AttendanceOptions {
+  sql: Sql
+  config: Pick<Config, 'signInLimitPerMinute'>
+}
+
+const tags = ['attendance']
+const security = [{ bearer: [] }]
+const unitsMaxAgeSeconds = 86_400
+
+class UnknownSheet extends NotFound {
+  constructor () { super('attendance sheet') }
+}
+
+/** 404 for an unknown sheet before 403 for someone else's: the contract's order. */
+function requireCreator<T extends SheetAccess> (sheet: T | undefined, userId: number): T {
+  if (!sheet) throw new UnknownSheet()
+  if (sheet.creatorId !== userId) throw new Forbidden('only the creator of this attendance sheet may do this')
+  return sheet
+}
+
+const studentJson = (student: Student) => ({ ...student, timestamp: student.timestamp.toISOString() })
+
+/** Attendance sheets: teachers open them, students sign in, teachers watch, fix, close and export. */
+export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = async (app, { sql, config }) => {
+  const signIns = new Counter({
+    name: 'tandem_attendance_signins_total',
+    help: 'Sign-ins on attendance sheets by outcome',
+    labelNames: ['outcome'],
+    registers: [app.metrics]
+  })
+  const sheetsCreated = new Counter({
+    name: 'tandem_attendance_sheets_created_total',
+    help: 'Attendance sheets opened',
+    registers: [app.metrics]
+  })
+  const events = sheetEvents(sql, app.log)
+  new Gauge({
+    name: 'tandem_attendance_event_streams',
+    help: 'Open event streams of sheet pages on this process',
+    registers: [app.metrics],
+    collect () { this.set(events.count()) }
+  })
+  // preClose, not onClose: onClose runs only once every connection has ended, and these never end by themselves.
+  app.addHook('preClose', async () => events.close())
+
+  app.get('/api/department/all', {
+    schema: { tags, summary: 'Departments by id', response: { 200: Type.Array(Department) } }
+  }, async () => listDepartments(sql))
+
+  app.get('/api/department/:id/course_units', {
+    schema: {
+      tags,
+      summary: "A department's course units by id",
+      params: DepartmentParams,
+      response: { 200: Type.Array(CourseUnit), 404: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const id = int4(request.params.id)
+    const units = id === undefined ? undefined : await listDepartmentUnits(sql, id)
+    if (!units) throw new NotFound('department')
+    return units
+  })
+
+  app.get('/api/course_units', {
+    schema: { tags, summary: 'Every course unit by name', response: { 200: Type.Array(CourseUnit) } }
+  }, async (_request, reply) => {
+    reply.header('cache-control', `public, max-age=${unitsMaxAgeSeconds}`)
+    return listCourseUnits(sql)
+  })
+
+  app.get('/api/course_units/my', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: 'The course units of the caller’s sheets, by name',
+      security,
+      response: { 200: Type.Array(CourseUnit), 401: ErrorBody }
+    }
+  }, async (request) => listUserCourseUnits(sql, request.user!.id))
+
+  app.post('/api/attendance/sheet/new', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: 'Open a sheet for a lesson',
+      security,
+      body: NewSheet,
+      response: { 201: CreatedSheet, 401: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request, reply) => {
+    const { summary } = trimTexts({ summary: request.body.summary?.toUpperCase() }, { summary: [1, 50] })
+    const attendanceId = await createSheet(sql, request.user!.id, request.body.courseUnit, summary)
+    if (!attendanceId) throw new NotFound('course unit')
+    sheetsCreated.inc()
+    return reply.code(201).send({ attendanceId })
+  })
+
+  app.get('/api/attendance/sheet/:id', {
+    schema: {
+      tags,
+      summary: 'A sheet as its sign-in page shows it (anyone)',
+      params: SheetParams,
+      response: { 200: Sheet, 404: ErrorBody }
+    }
+  }, async (request) => {
+    const sheet = isPublicId(request.params.id) ? await findSheet(sql, request.params.id) : undefined
+    if (!sheet) throw new UnknownSheet()
+    return { ...sheet, timestamp: sheet.timestamp.toISOString() }
+  })
+
+  app.get('/api/attendance/sheets/:courseId', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: "The caller's sheets of a course unit, newest first",
+      security,
+      params: CourseParams,
+      response: { 200: CourseSheets, 401: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const courseUnit = Number(request.params.courseId)
+    const id = int4(request.params.courseId)
+    const sheets = id === undefined ? [] : await listUserSheets(sql, request.user!.id, id)
+    return {
+      courseUnit,
+      attendances: sheets.map((sheet) => ({ ...sheet, registerTimestamp: sheet.registerTimestamp.toISOString() }))
+    }
+  })
+
+  app.post('/api/attendance/sheet/:id/status', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: 'Open or close the sheet (its creator)',
+      security,
+      params: SheetParams,
+      body: StatusChange,
+      response: { 200: Status, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const sheet = isPublicId(id) ? await setSheetStatus(sql, id, request.user!.id, request.body.status) : undefined
+    return { isActive: requireCreator(sheet, request.user!.id).isActive! }
+  })
+
+  app.get('/api/attendance/sheet/:id/students', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: "The sheet's students by sign-in time (its creator)",
+      security,
+      params: SheetParams,
+      response: { 200: Type.Array(StudentBody), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const sheet = isPublicId(id) ? await listStudents(sql, id, request.user!.id) : undefined
+    return requireCreator(sheet, request.user!.id).students.map(studentJson)
+  })
+
+  app.get('/api/attendance/sheet/:id/students.csv', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: "The sheet's students as CSV, streamed (its creator)",
+      security,
+      params: SheetParams,
+      response: {
+        200: {
+          description: 'A header line `Timestamp,Student number,Name`, then one line per student by sign-in time',
+          content: { 'text/csv': { schema: Type.Unsafe<Readable>({ type: 'string' }) } }
+        },
+        401: ErrorBody, 403: ErrorBody, 404: ErrorBody
+      }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const sheet = requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
+    async function * lines () {
+      yield csvRecord(['Timestamp', 'Student number', 'Name'])
+      for await (const rows of studentsCursor(sql, sheet.id)) {
+        yield rows.map((row) => csvRecord([row.timestamp.toISOString(), row.nmec, row.name])).join('')
+      }
+    }
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="attendance-${id}.csv"`)
+      .header('cache-control', 'no-store')
+      .send(Readable.from(lines()))
+  })
+
+  app.get('/api/attendance/sheet/:id/events', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: 'Server-sent events: `change` {sheet, reason} whenever the sheet changes on any replica (its creator)',
+      security,
+      params: SheetParams,
+      response: {
+        200: {
+          description: 'events `change` with data `{"sheet": id, "reason": "registered" | "removed" | "status" | "reconnected"}`',
+          content: { 'text/event-stream': { schema: Type.String() } }
+        },
+        401: ErrorBody, 403: ErrorBody, 404: ErrorBody
+      }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
+    await events.stream(id, reply)
+    return reply
+  })
+
+  app.post('/api/attendance/sheet/:id/student/registration', {
+    onRequest: app.identify,
+    schema: {
+      tags,
+      summary: 'Sign a student in: anyone on an open sheet, its creator on a closed one',
+      params: SheetParams,
+      body: SignIn,
+      response: { 201: StudentBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    if (!isPublicId(id)) throw new UnknownSheet()
+    const { name } = trimTexts({ name: request.body.name }, { name: [5, 100] })
+    try {
+      await app.rateLimit(`signin:${request.ip}:${id}`, config.signInLimitPerMinute)
+    } catch (error) {
+      signIns.inc({ outcome: 'rate-limited' })
+      throw error
+    }
+    const result = await signIn(sql, id, request.user?.id ?? null, request.body.nmec, name)
+    signIns.inc({ outcome: result.outcome })
+    switch (result.outcome) {
+      case 'unknown-sheet': throw new UnknownSheet()
+      case 'closed': throw new Forbidden('this attendance sheet is closed')
+      case 'duplicate': throw new Conflict('already-registered', 'this student number is already on this sheet')
+      case 'registered': return reply.code(201).send(studentJson(result.student))
+    }
+  })
+
+  app.delete('/api/attendance/sheet/:id/student/deletion', {
+    onRequest: app.authenticate,
+    schema: {
+      tags,
+      summary: 'Remove students from the sheet (its creator); numbers not on it are ignored',
+      security,
+      params: SheetParams,
+      body: Removal,
+      response: { 200: Removed, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const sheet = isPublicId(id) ? await removeStudents(sql, id, request.user!.id, request.body.nmecs) : undefined
+    return { removed: requireCreator(sheet, request.user!.id).removed }
+  })
+}
