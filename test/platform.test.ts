@@ -41,7 +41,17 @@ describe('documentation', () => {
     assert.equal(res.status, 200)
     assert.equal(res.body.openapi, '3.1.0')
     const paths = Object.keys(res.body.paths).sort()
-    assert.deepEqual(paths, ['/clientes/{id}/extrato', '/clientes/{id}/transacoes', '/counter'])
+    assert.deepEqual(paths, [
+      '/api/attendance/sheet/new', '/api/attendance/sheet/{id}', '/api/attendance/sheet/{id}/events',
+      '/api/attendance/sheet/{id}/status', '/api/attendance/sheet/{id}/student/deletion',
+      '/api/attendance/sheet/{id}/student/registration', '/api/attendance/sheet/{id}/students',
+      '/api/attendance/sheet/{id}/students.csv', '/api/attendance/sheets/{courseId}', '/api/course_units',
+      '/api/course_units/my', '/api/department/all', '/api/department/{id}/course_units',
+      '/api/sessions', '/api/users', '/api/users/me', '/api/users/me/password',
+      '/clientes/{id}/extrato', '/clientes/{id}/transacoes', '/counter', '/increment', '/increment/{key}'
+    ])
+    assert.deepEqual(res.body.paths['/api/attendance/sheet/{id}/student/registration'].post.tags, ['attendance'])
+    assert.deepEqual(res.body.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' })
     const body = res.body.paths['/clientes/{id}/transacoes'].post.requestBody.content['application/json'].schema
     assert.deepEqual(body.required, ['valor', 'tipo', 'descricao'])
   })
