@@ -15,6 +15,7 @@ import { healthRoutes } from './platform/health.js'
 import { loggerOptions } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
 import { rateLimitPlugin } from './platform/rate-limit.js'
+import { staticPlugin } from './platform/static.js'
 import { useValidation } from './platform/validation.js'
 
 export interface AppOptions {
@@ -35,7 +36,8 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     return503OnClosing: false, // server.ts answers its own 503 while draining
     forceCloseConnections: 'idle',
     requestTimeout: 30_000,
-    routerOptions: { maxParamLength: 1000 }
+    routerOptions: { maxParamLength: 1000 },
+    trustProxy: config.trustProxy // request.ip, which the rate limits count by
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   useValidation(app)
@@ -54,5 +56,6 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   await app.register(accountsRoutes, { sql, config })
   await app.register(incrementsRoutes, { sql, config })
   await app.register(attendanceRoutes, { sql, config })
+  await app.register(staticPlugin)
   return app
 }

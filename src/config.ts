@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { Type, type Static } from 'typebox'
 import Value from 'typebox/value'
 
@@ -24,6 +25,9 @@ const ConfigSchema = Type.Object({
   INCREMENT_BATCH_WINDOW_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
   SESSION_TTL_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 12 * 3_600_000 }),
   SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 }),
+  // Behind nginx every client has the proxy's address: trust X-Forwarded-For from any peer (true) or from
+  // these addresses/CIDRs. Off by default, since anyone could otherwise claim any address.
+  TRUST_PROXY: Type.String({ pattern: '^(false|true|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$', default: 'false' }),
   LOGIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
   ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 })
 })
@@ -53,6 +57,8 @@ export interface Config {
   sessionTtlMs: number
   /** ...or this long after its last use, whichever comes first. */
   sessionIdleMs: number
+  /** Fastify's trustProxy: whether (a boolean) or which proxies (comma-separated addresses/CIDRs) to trust. */
+  trustProxy: boolean | string
   /** Login attempts per client address and email. */
   loginLimitPerMinute: number
   /** Attendance sign-ins per client address and sheet: a classroom behind one NAT address must fit. */
@@ -92,7 +98,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     incrementBatchWindowMs: Math.min(value.INCREMENT_BATCH_WINDOW_MS, Math.floor(value.INCREMENT_MAX_LAG_MS / 2)),
     sessionTtlMs: value.SESSION_TTL_MS,
     sessionIdleMs: value.SESSION_IDLE_MS,
+    trustProxy: parseTrustProxy(value.TRUST_PROXY),
     loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
     signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE
   }
+}
+
+function parseTrustProxy(text: string): boolean | string {
+  if (text === 'true' || text === 'false') return text === 'true'
+  const invalid = text.split(',').find((entry) => {
+    const [address, bits, ...rest] = entry.split('/')
+    return isIP(address) === 0 || rest.length > 0 || (bits !== undefined && !/^[0-9]{1,3}$/.test(bits))
+  })
+  if (invalid !== undefined) {
+    throw new ConfigError(`Invalid environment variable TRUST_PROXY=${JSON.stringify(text)}: ${JSON.stringify(invalid)} is not an address or CIDR`)
+  }
+  return text
 }

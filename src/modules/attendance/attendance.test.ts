@@ -805,9 +805,10 @@ describe('GET /api/attendance/sheet/:id/events', () => {
 describe('sign-in rate limit', () => {
   let limited: ServerProcess[]
 
+  // limited[0] trusts X-Forwarded-For from the loopback (a proxy in front), limited[1] does not.
   before(async () => {
-    limited = await Promise.all([1, 2].map(() =>
-      spawnServer('serve', { DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10' })))
+    limited = await Promise.all(['127.0.0.1', 'false'].map((trustProxy) =>
+      spawnServer('serve', { DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10', TRUST_PROXY: trustProxy })))
   })
   after(async () => { await Promise.all(limited.map((server) => server.stop())) })
 
@@ -851,6 +852,32 @@ describe('sign-in rate limit', () => {
     const res = await signIn(quiet, { nmec: 1, name: 'Maria Silva' }, { server: limited[1] })
 
     assert.equal(res.status, 201)
+  })
+
+  test('behind a trusted proxy each client address (X-Forwarded-For) has an allowance of its own', async () => {
+    const ana = await teacher()
+    const id = await openSheet(ana)
+    const from = (address: string) => ({ server: limited[0], headers: { 'x-forwarded-for': address } })
+    for (let i = 0; i < 10; i++) assert.equal((await signIn(id, { nmec: 1 + i, name: `Student ${i}` }, from('10.0.0.1'))).status, 201)
+
+    const sameAddress = await signIn(id, { nmec: 100, name: 'Maria Silva' }, from('10.0.0.1'))
+    const otherAddress = await signIn(id, { nmec: 101, name: 'Joao Costa' }, from('10.0.0.2'))
+
+    assert.equal(sameAddress.status, 429)
+    assert.equal(otherAddress.status, 201)
+  })
+
+  test('without a trusted proxy X-Forwarded-For is ignored: a client cannot claim fresh addresses', async () => {
+    const ana = await teacher()
+    const id = await openSheet(ana)
+    for (let i = 0; i < 10; i++) {
+      const res = await signIn(id, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[1], headers: { 'x-forwarded-for': `10.0.1.${i}` } })
+      assert.equal(res.status, 201)
+    }
+
+    const res = await signIn(id, { nmec: 100, name: 'Maria Silva' }, { server: limited[1], headers: { 'x-forwarded-for': '10.0.2.1' } })
+
+    assert.equal(res.status, 429)
   })
 })
 
