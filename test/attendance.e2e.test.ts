@@ -376,6 +376,44 @@ describe('attendance web UI, end to end (ATTENDANCE.md §7)', { skip: chromiumSk
     assert.deepEqual(problems, [])
   })
 
+  test('without the event stream the list is polled every 15 s by one timer, which stops once the sheet is closed', async () => {
+    const { context, page } = await newPage()
+    const sheetId = await signUpAndCreateSheet(context)
+    await context.route('**/events', (route) => route.abort())
+    await page.clock.install()
+    let polls = 0
+    page.on('request', (request) => { if (request.url().endsWith(`/sheet/${sheetId}/students`)) polls++ })
+    const pollsReach = async (count: number) => {
+      for (const deadline = Date.now() + 5_000; polls < count;) {
+        if (Date.now() > deadline) throw new Error(`expected ${count} list requests, saw ${polls}`)
+        await sleep(20)
+      }
+      await sleep(200) // a request too many would show up by now
+      assert.equal(polls, count)
+    }
+
+    await page.goto(`/attendance-sheet.html?id=${sheetId}`)
+    await visible(page.getByText('Refreshes every 15 s', { exact: true }))
+    await pollsReach(1)
+    // Manual refreshes reset the period; they must not leave timers of their own behind.
+    for (let click = 0; click < 3; click++) await page.getByRole('button', { name: 'Refresh now' }).click()
+    await pollsReach(4)
+    await context.request.post(`/api/attendance/sheet/${sheetId}/student/registration`, { data: { nmec: 5555, name: 'Rita Moura' } })
+
+    await page.clock.runFor(15_000)
+    await waitForRows(page, 1)
+    await pollsReach(5)
+    await page.clock.runFor(15_000)
+    await pollsReach(6)
+
+    await page.getByRole('button', { name: 'Close attendance' }).click()
+    await page.getByRole('dialog').getByRole('button', { name: 'Close attendance' }).click()
+    await page.getByRole('dialog', { name: 'Attendance sheet closed.' }).getByRole('button', { name: 'OK' }).click()
+    await visible(page.getByText('Attendance is closed: the list no longer refreshes', { exact: true }))
+    await page.clock.runFor(60_000)
+    await pollsReach(6)
+  })
+
   test('every page has no serious or critical accessibility violations (axe-core)', async () => {
     const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
     // The CSP refuses inline scripts, axe's included: only this context may bypass it.
