@@ -8,6 +8,7 @@ import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { freePort } from '../../src/db/embedded.js'
 import type { Sql } from '../../src/db/pool.js'
+import { until } from './wait.js'
 
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const mainScript = path.join(projectRoot, 'dist/main.js')
@@ -45,7 +46,8 @@ export async function spawnServer(
     cwd: projectRoot,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env, PORT: String(port) }
+    // `start` logs at info so its "Tandem listening" line (every worker up) can be waited for.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: command === 'start' ? 'info' : 'warn', ...env, PORT: String(port) }
   })
   let output = ''
   child.stdout!.on('data', (chunk) => { output += chunk })
@@ -62,6 +64,8 @@ export async function spawnServer(
     }
   }
   if (waitReady) await waitForHealth(server, exited, timeoutMs)
+  // One worker answering /health is not all of them: the primary says when every worker listens.
+  if (waitReady && command === 'start') await until(() => output.includes('Tandem listening'), 'every worker to listen', timeoutMs)
   return server
 }
 
