@@ -210,6 +210,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
 
   app.get('/api/attendance/sheet/:id/events', {
     onRequest: app.authenticate,
+    exposeHeadRoute: false, // a HEAD would hold a stream open that never sends anything
     schema: {
       tags,
       summary: 'Server-sent events: `change` {sheet, reason} whenever the sheet changes on any replica (its creator)',
