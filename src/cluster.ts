@@ -34,7 +34,7 @@ export async function migrateDatabase (url: string, config: Config, log: Logger)
  * database.
  */
 export async function runPrimary (config: Config, log: Logger) {
-  let embedded: EmbeddedServer | undefined
+  const databaseReady = provideDatabase(config, log)
   let stopping = false
 
   const shutdown = async (signal: string) => {
@@ -43,16 +43,18 @@ export async function runPrimary (config: Config, log: Logger) {
     log.info({ signal }, 'stopping: draining workers')
     const timedOut = await drainWorkers(config.shutdownTimeoutMs + 2000)
     if (timedOut) log.error('workers did not stop in time; killed them')
-    await embedded?.stop()
+    // A signal during start-up waits for the database it started, to stop it rather than orphan it.
+    const started = await databaseReady.catch(() => undefined)
+    await started?.embedded?.stop()
     log.info('stopped')
     process.exit(timedOut ? 1 : 0)
   }
   process.on('SIGTERM', () => void shutdown('SIGTERM'))
   process.on('SIGINT', () => void shutdown('SIGINT'))
 
-  const database = await provideDatabase(config, log)
-  embedded = database.embedded
-  if (stopping) return embedded?.stop() // a signal came while the database started; shutdown exits
+  const database = await databaseReady
+  const { embedded } = database
+  if (stopping) return // shutdown stops the database and exits
   try {
     await migrateDatabase(database.url, config, log)
   } catch (error) {
