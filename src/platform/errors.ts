@@ -1,6 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import { isUnavailable } from '../db/pool.js'
+
+/** The body of every error response, for the route schemas (and so the OpenAPI document). */
+export const ErrorBody = Type.Object({
+  error: Type.String({ description: 'a stable machine-readable code' }),
+  message: Type.String(),
+  details: Type.Optional(Type.Array(Type.String(), { description: 'one "field: reason" per invalid field' }))
+})
 
 /** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message, details? }`. */
 export class HttpError extends Error {

@@ -2,13 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Conflict, Forbidden, NotFound, Unauthorized } from '../../platform/errors.js'
+import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized } from '../../platform/errors.js'
 import { trimTexts } from '../../platform/validation.js'
 import { hashPassword, unknownUserHash, verifyPassword } from './passwords.js'
 import {
   closeSession, findLogin, findPasswordHash, findProfile, insertUser, openSession, replacePassword, updateNames, type Names
 } from './queries.js'
-import { Credentials, CurrentSession, ErrorBody, NewSession, NewUser, PasswordChange, ProfileChange, User } from './schema.js'
+import { Credentials, CurrentSession, NewSession, NewUser, PasswordChange, ProfileChange, User } from './schema.js'
 import { sessionCookie } from './sessions.js'
 
 export interface AccountsOptions {

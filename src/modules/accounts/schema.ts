@@ -47,8 +47,3 @@ export const CurrentSession = Type.Object({
   email: Type.String()
 })
 
-export const ErrorBody = Type.Object({
-  error: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Array(Type.String()))
-})

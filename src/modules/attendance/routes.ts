@@ -4,7 +4,7 @@ import { Type } from 'typebox'
 import { Counter, Gauge } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Conflict, Forbidden, NotFound } from '../../platform/errors.js'
+import { Conflict, ErrorBody, Forbidden, NotFound } from '../../platform/errors.js'
 import { trimTexts } from '../../platform/validation.js'
 import { csvRecord } from './csv.js'
 import { sheetEvents } from './events.js'
@@ -13,7 +13,7 @@ import {
   listUserCourseUnits, listUserSheets, removeStudents, setSheetStatus, signIn, studentsCursor, type SheetAccess, type Student
 } from './queries.js'
 import {
-  CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, ErrorBody, int4, isPublicId, NewSheet,
+  CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, int4, isPublicId, NewSheet,
   Removal, Removed, Sheet, SheetParams, SignIn, Status, StatusChange, Student as StudentBody
 } from './schema.js'
 

@@ -98,8 +98,3 @@ export const Removed = Type.Object({
   removed: Type.Integer({ description: 'how many of the students were on the sheet and are no longer' })
 })
 
-export const ErrorBody = Type.Object({
-  error: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Array(Type.String()))
-})

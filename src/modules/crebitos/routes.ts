@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Counter } from 'prom-client'
 import type { Sql } from '../../db/pool.js'
-import { NotFound, Unprocessable } from '../../platform/errors.js'
+import { ErrorBody, NotFound, Unprocessable } from '../../platform/errors.js'
 import { applyTransaction, readStatement } from './queries.js'
-import { Balance, ClientParams, clientId, ErrorBody, NewTransaction, Statement } from './schema.js'
+import { Balance, ClientParams, clientId, NewTransaction, Statement } from './schema.js'
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
 export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {

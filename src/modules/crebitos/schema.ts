@@ -41,8 +41,3 @@ export const Statement = Type.Object({
 })
 export type Statement = Static<typeof Statement>
 
-export const ErrorBody = Type.Object({
-  error: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Array(Type.String()))
-})

@@ -2,9 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { NotFound } from '../../platform/errors.js'
+import { ErrorBody, NotFound } from '../../platform/errors.js'
 import { incrementBatcher } from './batcher.js'
-import { ErrorBody, IncrementResult, KeyParams, KeyState, NewIncrement } from './schema.js'
+import { IncrementResult, KeyParams, KeyState, NewIncrement } from './schema.js'
 
 export interface IncrementsOptions {
   sql: Sql

@@ -21,8 +21,3 @@ export const KeyState = Type.Object({
   persistedAt: Type.String({ format: 'date-time' })
 })
 
-export const ErrorBody = Type.Object({
-  error: Type.String(),
-  message: Type.String(),
-  details: Type.Optional(Type.Array(Type.String()))
-})
