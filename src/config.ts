@@ -27,6 +27,7 @@ const ConfigSchema = Type.Object({
   SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 }),
   // Behind nginx every client has the proxy's address: trust X-Forwarded-For from any peer (true) or from
   // these addresses/CIDRs. Off by default, since anyone could otherwise claim any address.
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
   TRUST_PROXY: Type.String({ pattern: '^(false|true|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$', default: 'false' }),
   LOGIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
   ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 })
@@ -57,6 +58,8 @@ export interface Config {
   sessionTtlMs: number
   /** ...or this long after its last use, whichever comes first. */
   sessionIdleMs: number
+  /** The origin students' phones reach (for the sign-in QR code); unset: the origin of the request. */
+  publicUrl: string | undefined
   /** Fastify's trustProxy: whether (a boolean) or which proxies (comma-separated addresses/CIDRs) to trust. */
   trustProxy: boolean | string
   /** Login attempts per client address and email. */
@@ -98,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     incrementBatchWindowMs: Math.min(value.INCREMENT_BATCH_WINDOW_MS, Math.floor(value.INCREMENT_MAX_LAG_MS / 2)),
     sessionTtlMs: value.SESSION_TTL_MS,
     sessionIdleMs: value.SESSION_IDLE_MS,
+    publicUrl: value.PUBLIC_URL?.replace(/\/$/, ''),
     trustProxy: parseTrustProxy(value.TRUST_PROXY),
     loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
     signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE

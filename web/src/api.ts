@@ -22,6 +22,8 @@ export interface Sheet {
   creatorName: string
   summary: string | null
   isActive: boolean
+  /** PUBLIC_URL (or the origin the server was reached at) + /reg.html?id=… */
+  signInUrl: string
 }
 export interface SheetSummary { id: string, registerTimestamp: string, summary: string | null, isActive: boolean }
 export interface Registration { nmec: number, name: string, timestamp: string }

@@ -34,8 +34,3 @@ export function qrCode (text: string, { dark = '#111827', light = '#ffffff', lab
   svg.append(background, modules)
   return svg
 }
-
-/** Where students sign in: this page's own origin, as the browser reached it, so it is never a stale configured host. */
-export function signInUrl (sheetId: string): string {
-  return `${location.origin}/reg.html?id=${encodeURIComponent(sheetId)}`
-}

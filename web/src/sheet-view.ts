@@ -5,7 +5,7 @@
 import { api, ApiError, sheetPath, type Registration, type Sheet } from './api.js'
 import { busy, byId, element, formatDateTime, markInvalid, showMessages } from './dom.js'
 import { confirmAction, openDialog, showMessage } from './modal.js'
-import { qrCode, signInUrl } from './qr.js'
+import { qrCode } from './qr.js'
 import { checkRegistration } from './registration.js'
 
 const pollMs = 15_000
@@ -147,7 +147,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     toggle.className = `button ${current.isActive ? 'button-warning' : 'button-success'}`
     csv.href = `${sheetPath(current.id)}/students.csv`
     csv.setAttribute('download', `attendance-${current.id}.csv`)
-    const url = signInUrl(current.id)
+    const url = current.signInUrl
     urlLink.href = url
     urlLink.textContent = url
     byId('class-code').textContent = current.id

@@ -209,8 +209,9 @@ describe('GET /api/attendance/sheet/:id', () => {
     const res = await request(b.url, 'GET', `/api/attendance/sheet/${id}`)
 
     assert.equal(res.status, 200)
-    const { timestamp, ...rest } = res.body
+    const { timestamp, signInUrl, ...rest } = res.body
     assert.deepEqual(rest, { id, courseUnit: 0, courseUnitName: 'PI', creatorName: 'Ana Sousa', summary: 'TP1', isActive: true })
+    assert.equal(signInUrl, `${b.url}/reg.html?id=${id}`, 'the sign-in URL is built from the origin the request reached')
     assert.match(timestamp, iso)
     assert.ok(Math.abs(Date.parse(timestamp) - Date.now()) < 60_000)
   })
@@ -223,6 +224,19 @@ describe('GET /api/attendance/sheet/:id', () => {
 
     assert.equal(res.body.creatorName, '')
     assert.equal(res.body.summary, null)
+  })
+
+  test('with PUBLIC_URL the sign-in URL is built from it, whatever host the request named', async () => {
+    const behindProxy = await spawnServer('serve', { DATABASE_URL: db.url, PUBLIC_URL: 'https://attendance.example.edu/' })
+    try {
+      const id = await openSheet(await teacher())
+
+      const res = await request(behindProxy.url, 'GET', `/api/attendance/sheet/${id}`)
+
+      assert.equal(res.body.signInUrl, `https://attendance.example.edu/reg.html?id=${id}`)
+    } finally {
+      await behindProxy.stop()
+    }
   })
 
   test('ids differing only in letter case are different sheets', async () => {

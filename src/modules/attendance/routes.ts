@@ -19,7 +19,7 @@ import {
 
 export interface AttendanceOptions {
   sql: Sql
-  config: Pick<Config, 'signInLimitPerMinute'>
+  config: Pick<Config, 'signInLimitPerMinute' | 'publicUrl'>
 }
 
 const tags = ['attendance']
@@ -124,7 +124,9 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   }, async (request) => {
     const sheet = isPublicId(request.params.id) ? await findSheet(sql, request.params.id) : undefined
     if (!sheet) throw new UnknownSheet()
-    return { ...sheet, timestamp: sheet.timestamp.toISOString() }
+    const origin = config.publicUrl ?? `${request.protocol}://${request.host}`
+    const signInUrl = `${origin}/reg.html?id=${encodeURIComponent(sheet.id)}`
+    return { ...sheet, timestamp: sheet.timestamp.toISOString(), signInUrl }
   })
 
   app.get('/api/attendance/sheets/:courseId', {

@@ -58,7 +58,8 @@ export const Sheet = Type.Object({
   courseUnitName: Type.String(),
   creatorName: Type.String({ description: '"First Last"' }),
   summary: Type.Union([Type.String(), Type.Null()]),
-  isActive: Type.Boolean()
+  isActive: Type.Boolean(),
+  signInUrl: Type.String({ description: "where students sign in: PUBLIC_URL, or this request's origin, + /reg.html?id=…" })
 })
 
 export const CourseSheets = Type.Object({
