@@ -1,14 +1,14 @@
 /**
- * The cost of counting: GET /counter against GET /health (no counting) in the same run, through
- * the embedded cluster, with PostgreSQL and with Redis as the counter's store.
+ * The cost of counting: GET /counter against GET /health (no counting) in the same run, on each
+ * backend (PostgreSQL, Redis) and topology (embedded cluster; nginx + 2 replicas where nginx exists).
  *   npm run bench:counter [-- --seconds 10 --connections 64 --redis redis://127.0.0.1:6379]
  */
+import { existsSync } from 'node:fs'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
-import { pinLoadGenerator, startEmbeddedCluster } from './cluster.js'
 import { formatRun, saturate, type SaturationResult } from './saturate.js'
+import { nginxBinary, pin, ServerSide, type TopologyName } from './topology.js'
 
-pinLoadGenerator()
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
@@ -17,27 +17,37 @@ const { values } = parseArgs({
   }
 })
 const options = { seconds: Number(values.seconds), connections: Number(values.connections), warmupSeconds: 2 }
+const pinning = pin()
+const topologies: TopologyName[] = existsSync(nginxBinary) ? ['cluster', 'nginx'] : ['cluster']
+if (topologies.length === 1) console.warn(`!!! no ${nginxBinary}: the nginx topology is skipped`)
 
-console.log(`machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; server on core 1, load on core 0`)
+console.log(`machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; ${pinning.description}`)
 const rows: string[] = []
-for (const backend of ['postgres', 'redis'] as const) {
-  const cluster = await startEmbeddedCluster(backend === 'redis' ? { REDIS_URL: values.redis! } : {})
-  try {
-    // Alternating runs so that drift (caches, JIT, the disk) weighs on both alike.
-    const plain: SaturationResult[] = []
-    const counted: SaturationResult[] = []
-    for (let round = 0; round < 2; round++) {
-      plain.push(await saturate(cluster.url, { method: 'GET', path: () => '/health' }, options))
-      counted.push(await saturate(cluster.url, { method: 'GET', path: () => '/counter' }, options))
+for (const topology of topologies) {
+  for (const backend of ['postgres', 'redis'] as const) {
+    const servers = new ServerSide(pinning.serverCpus, 10, backend === 'redis' ? { REDIS_URL: values.redis! } : {})
+    try {
+      await (topology === 'nginx' ? servers.startNginx() : servers.startCluster())
+      // Alternating runs, so that drift (caches, JIT, the disk, the VM) weighs on both alike.
+      const plain: SaturationResult[] = []
+      const counted: SaturationResult[] = []
+      for (let round = 0; round < 2; round++) {
+        plain.push(await saturate(servers.url, { method: 'GET', path: () => '/health' }, options))
+        counted.push(await saturate(servers.url, { method: 'GET', path: () => '/counter' }, options))
+      }
+      const [p, c] = [best(plain), best(counted)]
+      console.log(formatRun(`${topology}/${backend}: plain /health`, p))
+      console.log(formatRun(`${topology}/${backend}: /counter`, c))
+      rows.push(`${`${topology}/${backend}`.padEnd(17)} counter ${(100 * c.perSecond / p.perSecond).toFixed(0).padStart(3)} % of plain   ` +
+        `p99 ${c.p99.toFixed(2)} ms vs ${p.p99.toFixed(2)} ms`)
+    } finally {
+      await servers.stop()
     }
-    const best = (runs: SaturationResult[]) => runs.reduce((a, b) => (b.perSecond > a.perSecond ? b : a))
-    const [p, c] = [best(plain), best(counted)]
-    console.log(formatRun(`${backend}: plain /health`, p))
-    console.log(formatRun(`${backend}: /counter`, c))
-    rows.push(`${backend.padEnd(8)} counter/plain throughput ${(100 * c.perSecond / p.perSecond).toFixed(0)} %   p99 ${c.p99.toFixed(2)} ms vs ${p.p99.toFixed(2)} ms`)
-  } finally {
-    await cluster.stop()
   }
 }
-console.log(`\nembedded cluster (2 workers), ${options.connections} connections, best of 2 × ${options.seconds} s each`)
+console.log(`\n${options.connections} connections, best of 2 × ${options.seconds} s per route after 2 s warm-ups`)
 for (const row of rows) console.log(row)
+
+function best(runs: SaturationResult[]): SaturationResult {
+  return runs.reduce((a, b) => (b.perSecond > a.perSecond ? b : a))
+}

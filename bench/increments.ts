@@ -7,10 +7,9 @@
 import os from 'node:os'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
-import { pinLoadGenerator, startEmbeddedCluster } from './cluster.js'
 import { formatRun, saturate } from './saturate.js'
+import { pin, ServerSide } from './topology.js'
 
-pinLoadGenerator()
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
@@ -18,13 +17,15 @@ const { values } = parseArgs({
   }
 })
 const seconds = Number(values.seconds)
+const pinning = pin()
 
-const cluster = await startEmbeddedCluster()
+const cluster = new ServerSide(pinning.serverCpus, 10)
+await cluster.startCluster()
 const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} })
 try {
   const token = await login(cluster.url)
   const auth = { authorization: `Bearer ${token}` }
-  console.log(`machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; server (2 workers + PostgreSQL) on core 1, load on core 0`)
+  console.log(`machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; ${pinning.description}; ${cluster.description}`)
   for (const connections of values.connections!.split(',').map(Number)) {
     const options = { seconds, connections, warmupSeconds: 2 }
     const plain = await saturate(cluster.url, { method: 'GET', path: () => '/api/sessions', headers: auth }, options)

@@ -12,12 +12,11 @@
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import os from 'node:os'
 import { parseArgs } from 'node:util'
 import { runLoad, profiles, type Progress } from './load.js'
 import { sampleProcesses } from './processes.js'
 import { printSummary, summarize, writeSummary } from './report.js'
-import { hasTaskset, nginxBinary, projectRoot, ServerSide, type TopologyName } from './topology.js'
+import { nginxBinary, pin, projectRoot, ServerSide, type TopologyName } from './topology.js'
 
 const timeoutMs = 5000
 
@@ -56,22 +55,6 @@ function positive(flag: string, text: string): number {
   const value = Number(text)
   if (!(value > 0) || !Number.isFinite(value)) throw new Error(`${flag} must be a positive number, not ${text}`)
   return value
-}
-
-/** The driver takes CPU 0 and leaves CPU 1 to the servers, so neither steals the other's time. */
-function pin(): { serverCpus: string | undefined, description: string } {
-  if (!hasTaskset()) {
-    console.warn('\n!!! taskset is not installed: the driver and the servers run UNPINNED and share every core\n')
-    return { serverCpus: undefined, description: 'unpinned (no taskset)' }
-  }
-  if (os.availableParallelism() < 2) {
-    console.warn('\n!!! one CPU only: the driver and the servers run unpinned on it\n')
-    return { serverCpus: undefined, description: 'unpinned (one CPU)' }
-  }
-  // -a: every thread of this process, libuv's pool included; later threads inherit it.
-  const pinned = spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]).status === 0
-  if (!pinned) console.warn('\n!!! could not pin the driver to CPU 0: it runs unpinned\n')
-  return { serverCpus: '1', description: `${pinned ? 'driver on CPU 0' : 'driver unpinned'}, servers on CPU 1` }
 }
 
 function chooseTopology(wanted: TopologyName): TopologyName {

@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import os, { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -41,15 +41,19 @@ export class ServerSide {
   readonly notes: string[] = []
   private stopping: Promise<void> | undefined
 
-  constructor(private readonly cpus: string | undefined, private readonly poolMax: number) {}
+  /** postgres:// URL of the embedded PostgreSQL, to read its statistics around the API. */
+  databaseUrl = ''
+
+  /** `appEnv` goes to every API process (e.g. REDIS_URL). */
+  constructor(private readonly cpus: string | undefined, private readonly poolMax: number, private readonly appEnv: Record<string, string> = {}) {}
 
   /** nginx (1 worker) in front of two `serve` replicas sharing one embedded PostgreSQL. */
   async startNginx() {
     this.dataDir = await this.tempDir('tandem-bench-data-')
     const database = this.launch('postgres', ['postgres'], { DATA_DIR: this.dataDir })
     const databaseUrl = await waitForLine(database, /^DATABASE_URL=(\S+)$/m)
+    this.databaseUrl = databaseUrl
     this.postmasterPid = readPostmasterPid(this.dataDir)
-    await this.allowEarlyExit(database)
     const replicas = await Promise.all([1, 2].map(() => this.startReplica(databaseUrl)))
     const confDir = await this.tempDir('tandem-bench-nginx-')
     const port = await freePort()
@@ -71,6 +75,7 @@ export class ServerSide {
     this.url = `http://127.0.0.1:${port}`
     await this.waitHealthy()
     this.postmasterPid = readPostmasterPid(this.dataDir)
+    this.databaseUrl = embeddedUrl(this.dataDir)
     this.description = `node:cluster primary → 2 workers (DATABASE_POOL_MAX=${this.poolMax}) → embedded PostgreSQL`
   }
 
@@ -113,18 +118,6 @@ export class ServerSide {
     await Promise.all(this.dirs.map((dir) => rm(dir, { recursive: true, force: true })))
   }
 
-  /**
-   * `node dist/main.js postgres` may end right after printing its URL, leaving PostgreSQL running
-   * on its own; the postmaster is what this run needs, and the teardown stops it either way.
-   */
-  private async allowEarlyExit(database: Launched) {
-    database.watched = false
-    await sleep(500)
-    if (!hasExited(database.child)) return
-    this.notes.push(`\`node dist/main.js postgres\` exited (code ${database.child.exitCode}) right after printing DATABASE_URL, ` +
-      `leaving its PostgreSQL (pid ${this.postmasterPid}) running unsupervised: it should stay up until SIGTERM`)
-  }
-
   private async startReplica(databaseUrl: string): Promise<number> {
     const port = await freePort()
     this.launch(`serve :${port}`, ['serve'], { PORT: String(port), DATABASE_URL: databaseUrl, DATABASE_POOL_MAX: String(this.poolMax) })
@@ -134,7 +127,7 @@ export class ServerSide {
 
   private launch(name: string, args: string[], env: Record<string, string>): Launched {
     return this.launchCommand(name, [process.execPath, mainScript, ...args], {
-      NODE_ENV: 'production', LOG_LEVEL: 'warn', HOST: '127.0.0.1', ...env
+      NODE_ENV: 'production', LOG_LEVEL: 'warn', HOST: '127.0.0.1', ...this.appEnv, ...env
     })
   }
 
@@ -177,14 +170,15 @@ ${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 daemon off;
 pid ${path.join(dir, 'nginx.pid')};
 error_log ${errorLog} warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 4096; }
+worker_rlimit_nofile 32768;
+# Each request in flight holds a client and an upstream connection: room for the driver's 2048 and as many upstream.
+events { worker_connections 16384; }
 http {
   access_log off;
   ${temp}
   upstream api {
     ${upstreamPorts.map((p) => `server 127.0.0.1:${p};`).join('\n    ')}
-    keepalive 64;
+    keepalive 256;
   }
   server {
     listen 127.0.0.1:${port};
@@ -215,6 +209,13 @@ async function waitHealthy(url: string, processes: Launched[]) {
     if (ok) return
   }
   throw new Error(`${url}/health did not answer within ${startTimeoutMs / 1000} s`)
+}
+
+/** The embedded PostgreSQL's URL from DATA_DIR: credentials.json and the port in postmaster.pid. */
+function embeddedUrl(dataDir: string): string {
+  const { user, password } = JSON.parse(readFileSync(path.join(dataDir, 'credentials.json'), 'utf8'))
+  const port = readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[3]
+  return `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
 }
 
 function readPostmasterPid(dataDir: string): number | undefined {
@@ -268,4 +269,20 @@ function isAlive(pid: number): boolean {
 
 export function hasTaskset(): boolean {
   return spawnSync('taskset', ['-V']).status === 0
+}
+
+/** The driver takes CPU 0 and leaves CPU 1 to the servers, so neither steals the other's time. */
+export function pin(): { serverCpus: string | undefined, description: string } {
+  if (!hasTaskset()) {
+    console.warn('\n!!! taskset is not installed: the driver and the servers run UNPINNED and share every core\n')
+    return { serverCpus: undefined, description: 'unpinned (no taskset)' }
+  }
+  if (os.availableParallelism() < 2) {
+    console.warn('\n!!! one CPU only: the driver and the servers run unpinned on it\n')
+    return { serverCpus: undefined, description: 'unpinned (one CPU)' }
+  }
+  // -a: every thread of this process, libuv's pool included; later threads inherit it.
+  const pinned = spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]).status === 0
+  if (!pinned) console.warn('\n!!! could not pin the driver to CPU 0: it runs unpinned\n')
+  return { serverCpus: '1', description: `${pinned ? 'driver on CPU 0' : 'driver unpinned'}, servers on CPU 1` }
 }

@@ -26,11 +26,12 @@ export interface CounterOptions {
 export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, redis, worker }) => {
   const reserved = new Histogram({
     name: 'tandem_counter_reservation_size',
-    help: 'Counter numbers reserved per PostgreSQL commit (the batching factor)',
+    help: 'Counter numbers reserved per round trip to the store (the batching factor)',
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers: [app.metrics]
   })
-  const counter = redis ? redisCounter(redis) : postgresCounter(sql, (size) => reserved.observe(size))
+  const observe = (size: number) => reserved.observe(size)
+  const counter = redis ? redisCounter(redis, observe) : postgresCounter(sql, observe)
   let served = 0
   const answered = new Counter({
     name: 'tandem_counter_requests_total',
