@@ -6,7 +6,7 @@ import { freePort } from '../src/db/embedded.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request, type Response } from './helpers/http.js'
 import { newDataDir, removeDataDir, startDatabaseCommand, type DatabaseProcess } from './helpers/postgres.js'
-import { killGroup, spawnServer, type ServerProcess } from './helpers/servers.js'
+import { killGroup, logLines, type ServerProcess, spawnServer } from './helpers/servers.js'
 import { until } from './helpers/wait.js'
 
 // What a replica does when PostgreSQL goes away under it, and what production mode shows the world.
@@ -171,12 +171,3 @@ describe('in production mode', () => {
   })
 })
 
-function logLines(output: string): Array<Record<string, unknown>> {
-  return output.split('\n').flatMap((line) => {
-    try {
-      return [JSON.parse(line)]
-    } catch {
-      return []
-    }
-  })
-}

@@ -8,7 +8,7 @@ import { freePort } from '../src/db/embedded.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request } from './helpers/http.js'
 import { newDataDir, removeDataDir, startDatabaseCommand } from './helpers/postgres.js'
-import { killGroup, mainScript, projectRoot, spawnServer, type ServerProcess } from './helpers/servers.js'
+import { killGroup, logLines, mainScript, projectRoot, type ServerProcess, spawnServer } from './helpers/servers.js'
 import { until } from './helpers/wait.js'
 
 // How `serve` and `start` come up: together on an empty database, with bad settings, before their
@@ -68,16 +68,6 @@ async function runToExit(command: string, env: Record<string, string>, timeoutMs
 
 
 
-/** The JSON log lines of a process; other lines are left out. */
-function logLines(output: string): Array<Record<string, unknown>> {
-  return output.split('\n').flatMap((line) => {
-    try {
-      return [JSON.parse(line)]
-    } catch {
-      return []
-    }
-  })
-}
 
 const migrationFiles = async () =>
   (await readdir(path.join(projectRoot, 'src/db/migrations'))).filter((name) => name.endsWith('.sql')).sort()

@@ -94,3 +94,14 @@ export function killGroup(child: ChildProcess) {
     // already gone
   }
 }
+
+/** The JSON log lines of a process's output; other lines are left out. */
+export function logLines(output: string): Array<Record<string, unknown>> {
+  return output.split('\n').flatMap((line) => {
+    try {
+      return [JSON.parse(line)]
+    } catch {
+      return []
+    }
+  })
+}
