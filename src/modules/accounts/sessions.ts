@@ -38,26 +38,27 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
   app.decorateRequest('user', null)
   app.decorateRequest('sessionToken', null)
 
-  app.decorate('authenticate', async (request: FastifyRequest) => {
+  /** Sets request.user from a live session, or says why there is none. */
+  async function resolve(request: FastifyRequest): Promise<'no-token' | 'cross-site' | 'invalid' | undefined> {
     const { token, ambient } = presentedToken(request)
-    if (!token) throw new Unauthorized()
-    // A cookie rides along on cross-site requests too: writes must come from our own origin.
-    if (ambient && isCrossSiteWrite(request)) throw new Forbidden('cross-site request refused')
+    if (!token) return 'no-token'
+    // A cookie rides along on cross-site requests too: its writes are not the caller's intent.
+    if (ambient && isCrossSiteWrite(request)) return 'cross-site'
     const user = await findSessionUser(sql, token, config.sessionIdleMs)
-    if (!user) throw new Unauthorized('session expired or invalid')
+    if (!user) return 'invalid'
     request.user = user
     request.sessionToken = token
+  }
+
+  app.decorate('authenticate', async (request: FastifyRequest) => {
+    const problem = await resolve(request)
+    if (problem === 'no-token') throw new Unauthorized()
+    if (problem === 'cross-site') throw new Forbidden('cross-site request refused')
+    if (problem === 'invalid') throw new Unauthorized('session expired or invalid')
   })
 
-  app.decorate('identify', async (request: FastifyRequest) => {
-    const { token, ambient } = presentedToken(request)
-    // A cross-site write gets no more than an anonymous one: the cookie is not the caller's intent.
-    if (!token || (ambient && isCrossSiteWrite(request))) return
-    const user = await findSessionUser(sql, token, config.sessionIdleMs)
-    if (!user) return
-    request.user = user
-    request.sessionToken = token
-  })
+  // A caller without a usable session (a cross-site write included) is simply anonymous.
+  app.decorate('identify', async (request: FastifyRequest) => { await resolve(request) })
 }, { name: 'sessions' })
 
 /** The Bearer token, else the cookie (`ambient`: the browser sends it by itself). */
