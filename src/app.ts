@@ -45,7 +45,7 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
-  await app.register(errorsPlugin, { production: config.production })
+  await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
   await app.register(metricsPlugin)
   await app.register(docsPlugin)
   await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })

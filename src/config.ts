@@ -30,7 +30,30 @@ const ConfigSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
   TRUST_PROXY: Type.String({ pattern: '^(false|true|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$', default: 'false' }),
   LOGIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
-  ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 })
+  LOGIN_ADDRESS_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 60 }),
+  LOGIN_EMAIL_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 30 }),
+  REGISTRATION_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
+  REGISTRATION_TOTAL_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 300 }),
+  PASSWORD_CHANGE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 10_000, default: 5 }),
+  PASSWORD_CHANGE_MAX_FAILURES: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+  PASSWORD_HASH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+  PASSWORD_HASH_QUEUE_MAX: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
+  ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
+  SHEET_MISS_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 30 }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+  INCREMENT_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+  COUNTER_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+  CSV_EXPORTS_PER_USER: Type.Integer({ minimum: 1, maximum: 1000, default: 2 }),
+  CSV_EXPORTS_PER_PROCESS: Type.Integer({ minimum: 1, maximum: 10_000, default: 8 }),
+  CSV_SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  EVENT_STREAMS_PER_USER: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
+  EVENT_STREAMS_PER_PROCESS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+  EVENT_STREAM_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 64 * 1024 }),
+  OVERLOAD_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 200 }),
+  OVERLOAD_MAX_IN_FLIGHT: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 256 }),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000 }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+  MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 4096 })
 })
 
 type Env = Static<typeof ConfigSchema>
@@ -64,8 +87,56 @@ export interface Config {
   trustProxy: boolean | string
   /** Login attempts per client address and email. */
   loginLimitPerMinute: number
+  /** Login attempts per client address, whatever the email (one address guessing many accounts). */
+  loginAddressLimitPerMinute: number
+  /** Login attempts per email, whatever the address (many addresses guessing one account). */
+  loginEmailLimitPerMinute: number
+  /** Registrations per client address (each costs a 32 MiB scrypt). */
+  registrationLimitPerMinute: number
+  /** Registrations over the whole cluster, from every address together. */
+  registrationTotalLimitPerMinute: number
+  /** Password changes (right or wrong current password) per user. */
+  passwordChangeLimitPerMinute: number
+  /** Wrong current passwords in a row after which the session making them is ended. */
+  passwordChangeMaxFailures: number
+  /** Password hashes computed at once by one process; the rest wait in a queue... */
+  passwordHashConcurrency: number
+  /** ...of at most this many; beyond it, a fast 503. */
+  passwordHashQueueMax: number
   /** Attendance sign-ins per client address and sheet: a classroom behind one NAT address must fit. */
   signInLimitPerMinute: number
+  /** Lookups and sign-ins of sheets that do not exist, per client address: ids cannot be enumerated. */
+  sheetMissLimitPerMinute: number
+  /** PostgreSQL's statement_timeout and idle_in_transaction_session_timeout on every pool connection. */
+  databaseStatementTimeoutMs: number
+  /** Increments waiting for their commit in one process; beyond, a fast 503. */
+  incrementQueueMax: number
+  /** Counter requests waiting for a reservation in one process; beyond, a fast 503. */
+  counterQueueMax: number
+  /** CSV downloads at once per user (in one process)... */
+  csvExportsPerUser: number
+  /** ...and per process; beyond either, 429. */
+  csvExportsPerProcess: number
+  /** A CSV download whose client reads nothing for this long is ended. */
+  csvSendTimeoutMs: number
+  /** Open event streams per user (in one process)... */
+  eventStreamsPerUser: number
+  /** ...and per process; beyond either, 429. */
+  eventStreamsPerProcess: number
+  /** Unsent output an event stream may hold before it is closed (the page reconnects). */
+  eventStreamBufferBytes: number
+  /** Event-loop delay past which a replica refuses new requests with 503 (0: no limit). */
+  overloadEventLoopDelayMs: number
+  /** Requests in progress in one process past which new ones get 503 (0: no limit; streams not counted). */
+  overloadMaxInFlight: number
+  /** The longest a client may take to send its request headers. */
+  headersTimeoutMs: number
+  /** How long an idle kept-alive connection stays open. */
+  keepAliveTimeoutMs: number
+  /** Open connections per process; beyond, new ones are closed at once. */
+  maxConnections: number
+  /** Stack traces in 500 answers: only when NODE_ENV=development is set explicitly. */
+  exposeErrors: boolean
 }
 
 export class ConfigError extends Error {}
@@ -104,7 +175,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicUrl: value.PUBLIC_URL?.replace(/\/$/, ''),
     trustProxy: parseTrustProxy(value.TRUST_PROXY),
     loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
-    signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE
+    loginAddressLimitPerMinute: value.LOGIN_ADDRESS_LIMIT_PER_MINUTE,
+    loginEmailLimitPerMinute: value.LOGIN_EMAIL_LIMIT_PER_MINUTE,
+    registrationLimitPerMinute: value.REGISTRATION_LIMIT_PER_MINUTE,
+    registrationTotalLimitPerMinute: value.REGISTRATION_TOTAL_LIMIT_PER_MINUTE,
+    passwordChangeLimitPerMinute: value.PASSWORD_CHANGE_LIMIT_PER_MINUTE,
+    passwordChangeMaxFailures: value.PASSWORD_CHANGE_MAX_FAILURES,
+    passwordHashConcurrency: value.PASSWORD_HASH_CONCURRENCY,
+    passwordHashQueueMax: value.PASSWORD_HASH_QUEUE_MAX,
+    signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE,
+    sheetMissLimitPerMinute: value.SHEET_MISS_LIMIT_PER_MINUTE,
+    databaseStatementTimeoutMs: value.DATABASE_STATEMENT_TIMEOUT_MS,
+    incrementQueueMax: value.INCREMENT_QUEUE_MAX,
+    counterQueueMax: value.COUNTER_QUEUE_MAX,
+    csvExportsPerUser: value.CSV_EXPORTS_PER_USER,
+    csvExportsPerProcess: value.CSV_EXPORTS_PER_PROCESS,
+    csvSendTimeoutMs: value.CSV_SEND_TIMEOUT_MS,
+    eventStreamsPerUser: value.EVENT_STREAMS_PER_USER,
+    eventStreamsPerProcess: value.EVENT_STREAMS_PER_PROCESS,
+    eventStreamBufferBytes: value.EVENT_STREAM_BUFFER_BYTES,
+    overloadEventLoopDelayMs: value.OVERLOAD_EVENT_LOOP_DELAY_MS,
+    overloadMaxInFlight: value.OVERLOAD_MAX_IN_FLIGHT,
+    headersTimeoutMs: value.HEADERS_TIMEOUT_MS,
+    keepAliveTimeoutMs: value.KEEP_ALIVE_TIMEOUT_MS,
+    maxConnections: value.MAX_CONNECTIONS,
+    // The default mode is development, but only a development mode someone asked for shows stacks.
+    exposeErrors: given.NODE_ENV === 'development'
   }
 }
 

@@ -17,7 +17,7 @@ async function serve (root: string): Promise<{ app: FastifyInstance, url: string
   const app = Fastify({
     logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(JSON.parse(line).msg) } } }
   })
-  await app.register(errorsPlugin, { production: true })
+  await app.register(errorsPlugin, { exposeErrors: false })
   await app.register(staticPlugin, { root })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }

@@ -11,6 +11,10 @@ const migrationsDir = new URL('./migrations/', import.meta.url)
 export async function migrate(sql: Sql, log: Logger): Promise<string[]> {
   const files = (await readdir(migrationsDir)).filter((name) => /^\d{3}_[\w-]+\.sql$/.test(name)).sort()
   return sql.begin(async (tx) => {
+    // Replicas wait on the lock for each other, and a migration may build a large index: neither is a
+    // request, so the pool's statement deadline does not apply here.
+    await tx`set local statement_timeout = 0`
+    await tx`set local idle_in_transaction_session_timeout = 0`
     await tx`select pg_advisory_xact_lock(hashtext('tandem:migrations'))`
     await tx`create table if not exists schema_migrations (
       name text primary key,

@@ -6,25 +6,55 @@ export interface PoolOptions {
   max?: number
   /** Seconds to wait for a connection before the query fails (so a dead database answers fast). */
   connectTimeout?: number
+  /**
+   * PostgreSQL's statement_timeout and idle_in_transaction_session_timeout, in ms: no request waits on
+   * the database (a row lock held elsewhere included) longer than this; 0 for none.
+   */
+  statementTimeoutMs?: number
 }
 
 /** One pool per process. Timestamps come back in UTC; statements are prepared once per connection. */
-export function createSql(url: string, { max = 10, connectTimeout = 3 }: PoolOptions = {}): Sql {
+export function createSql(url: string, { max = 10, connectTimeout = 3, statementTimeoutMs = 0 }: PoolOptions = {}): Sql {
   return postgres(url, {
     max,
     connect_timeout: connectTimeout,
     idle_timeout: 60,
     prepare: true,
     onnotice: () => {},
-    connection: { application_name: 'tandem', TimeZone: 'UTC' }
+    connection: {
+      application_name: 'tandem',
+      TimeZone: 'UTC',
+      statement_timeout: statementTimeoutMs,
+      idle_in_transaction_session_timeout: statementTimeoutMs
+    }
   })
+}
+
+/** The SQLSTATE of a PostgreSQL error ('' for anything else). */
+export const sqlState = (error: unknown): string => (error as { code?: unknown } | undefined)?.code?.toString() ?? ''
+
+/**
+ * Errors caused by the data of the statement, not by the database's state: data exceptions (class
+ * 22), integrity violations (class 23) and one row affected twice by an upsert (21000). In a batch,
+ * such an error is one member's fault and must not fail the others.
+ */
+export function isClientDataError(error: unknown): boolean {
+  const state = sqlState(error)
+  return state.startsWith('22') || state.startsWith('23') || state === '21000'
+}
+
+/** The statement ran past its deadline (statement_timeout), or gave up waiting for a lock. */
+export function isTimeout(error: unknown): boolean {
+  const state = sqlState(error)
+  return state === '57014' || state === '55P03' || state === '25P03'
 }
 
 /** Errors that mean "the database is not there right now" rather than "this request is wrong". */
 export function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
-  const code = (error as { code?: string }).code ?? ''
+  const code = sqlState(error)
   return (
+    isTimeout(error) ||
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED'].includes(code) ||
     code.startsWith('08') || // connection exception
     code === '57P01' || code === '57P02' || code === '57P03' || // admin/crash shutdown, cannot connect now

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { isUnavailable } from '../db/pool.js'
+import { isTimeout, isUnavailable } from '../db/pool.js'
 
 /** The body of every error response, for the route schemas (and so the OpenAPI document). */
 export const ErrorBody = Type.Object({
@@ -43,13 +43,16 @@ export class Forbidden extends HttpError {
 }
 
 export class TooManyRequests extends HttpError {
-  constructor (readonly retryAfterSeconds: number) {
-    super(429, 'too-many-requests', `too many attempts, retry in ${retryAfterSeconds} s`)
+  constructor (readonly retryAfterSeconds: number, message = `too many attempts, retry in ${retryAfterSeconds} s`) {
+    super(429, 'too-many-requests', message)
   }
 }
 
+/** 503 with Retry-After: a dependency is down or slow, or this replica is shedding load. Nothing was written. */
 export class Unavailable extends HttpError {
-  constructor (message = 'a dependency is unavailable, retry shortly') { super(503, 'unavailable', message) }
+  constructor (message = 'a dependency is unavailable, retry shortly', readonly retryAfterSeconds = 1, code = 'unavailable') {
+    super(503, code, message)
+  }
 }
 
 // PostgreSQL refusing a value the schema let through: it is still the client's input.
@@ -73,11 +76,14 @@ const fastifyCodes: Record<string, string> = {
 interface Rendered { status: number, code: string, message: string, details?: string[], retryAfter?: number }
 
 function render (error: FastifyError & { details?: string[] }): Rendered {
-  if (error instanceof TooManyRequests) return { status: 429, code: error.code, message: error.message, retryAfter: error.retryAfterSeconds }
+  if (error instanceof TooManyRequests || error instanceof Unavailable) {
+    return { status: error.statusCode, code: error.code, message: error.message, retryAfter: error.retryAfterSeconds }
+  }
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message, details: error.details }
   if (error.validation) return { status: 422, code: 'invalid-input', message: error.message, details: error.details }
   const state = (error as { code?: string }).code ?? ''
   if (invalidInputStates[state]) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] }
+  if (isTimeout(error)) return { status: 503, code: 'unavailable', message: 'the database did not answer in time, retry shortly' }
   if (isUnavailable(error)) return { status: 503, code: 'unavailable', message: 'the database is unavailable, retry shortly' }
   if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
     return { status: error.statusCode, code: fastifyCodes[state] ?? 'bad-request', message: error.message }
@@ -86,14 +92,14 @@ function render (error: FastifyError & { details?: string[] }): Rendered {
 }
 
 /** The one place errors become responses: 4xx explain themselves, 5xx are logged and never leak a stack. */
-export const errorsPlugin = fp(async (app: FastifyInstance, { production }: { production: boolean }) => {
+export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { exposeErrors: boolean }) => {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const { status, code, message, details, retryAfter } = render(error)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.debug({ err: error.message, code }, 'request rejected')
     const body: Record<string, unknown> = { error: code, message }
     if (details) body.details = details
-    if (status === 500 && !production) body.stack = error.stack
+    if (status === 500 && exposeErrors) body.stack = error.stack
     if (status === 503) reply.header('retry-after', '1')
     if (retryAfter) reply.header('retry-after', String(retryAfter))
     return reply.code(status).send(body)

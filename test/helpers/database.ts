@@ -18,14 +18,17 @@ export interface TestDatabase {
   drop(): Promise<void>
 }
 
-/** A fresh, empty database of this test's own on the test server; `migrated` applies our schema. */
-export async function createDatabase({ migrated = false } = {}): Promise<TestDatabase> {
+/**
+ * A fresh, empty database of this test's own on the test server; `migrated` applies our schema;
+ * `statementTimeoutMs` gives its pool the deadline a served replica has (DATABASE_STATEMENT_TIMEOUT_MS).
+ */
+export async function createDatabase({ migrated = false, statementTimeoutMs = 0 } = {}): Promise<TestDatabase> {
   const name = `tandem_test_${randomBytes(6).toString('hex')}`
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} })
   await admin.unsafe(`create database ${name}`)
   const url = new URL(adminUrl())
   url.pathname = `/${name}`
-  const sql = createSql(url.toString(), { max: 10 })
+  const sql = createSql(url.toString(), { max: 10, statementTimeoutMs })
   if (migrated) await migrate(sql, quietLog)
   return {
     url: url.toString(),
