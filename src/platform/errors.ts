@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { isTimeout, isUnavailable } from '../db/pool.js'
+import { isClientDataError, isTimeout, isUnavailable, sqlState } from '../db/pool.js'
 
 /** The body of every error response, for the route schemas (and so the OpenAPI document). */
 export const ErrorBody = Type.Object({
@@ -81,8 +81,8 @@ function render (error: FastifyError & { details?: string[] }): Rendered {
   }
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message, details: error.details }
   if (error.validation) return { status: 422, code: 'invalid-input', message: error.message, details: error.details }
-  const state = (error as { code?: string }).code ?? ''
-  if (invalidInputStates[state]) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] }
+  const state = sqlState(error)
+  if (isClientDataError(error)) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] ?? 'value refused by the database' }
   if (isTimeout(error)) return { status: 503, code: 'unavailable', message: 'the database did not answer in time, retry shortly' }
   if (isUnavailable(error)) return { status: 503, code: 'unavailable', message: 'the database is unavailable, retry shortly' }
   if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {

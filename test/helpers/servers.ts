@@ -13,9 +13,22 @@ import { until } from './wait.js'
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const mainScript = path.join(projectRoot, 'dist/main.js')
 
+/**
+ * Tests register and log in many users from 127.0.0.1: the abuse limits counted per address are
+ * raised for them. A test of a limit sets the variable it tests.
+ */
+export const testLimits: Record<string, string> = {
+  REGISTRATION_LIMIT_PER_MINUTE: '100000',
+  REGISTRATION_TOTAL_LIMIT_PER_MINUTE: '1000000',
+  LOGIN_ADDRESS_LIMIT_PER_MINUTE: '100000',
+  LOGIN_EMAIL_LIMIT_PER_MINUTE: '100000',
+  SHEET_MISS_LIMIT_PER_MINUTE: '1000000',
+  PASSWORD_HASH_QUEUE_MAX: '100000'
+}
+
 /** The real app in this process, listening on 127.0.0.1 on a free port. */
 export async function startApp(sql: Sql, env: Record<string, string> = {}): Promise<{ url: string, app: FastifyInstance }> {
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env })
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...testLimits, ...env })
   const app = await buildApp({ config, sql })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
@@ -47,7 +60,7 @@ export async function spawnServer(
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     // `start` logs at info so its "Tandem listening" line (every worker up) can be waited for.
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: command === 'start' ? 'info' : 'warn', ...env, PORT: String(port) }
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: command === 'start' ? 'info' : 'warn', ...testLimits, ...env, PORT: String(port) }
   })
   let output = ''
   child.stdout!.on('data', (chunk) => { output += chunk })
