@@ -10,11 +10,13 @@ import { counterRoutes } from './modules/counter/routes.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
 import { incrementsRoutes } from './modules/increments/routes.js'
 import { docsPlugin } from './platform/docs.js'
-import { errorsPlugin } from './platform/errors.js'
+import { clientError, errorsPlugin, frameworkError } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
 import { loggerOptions } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
+import { overloadPlugin } from './platform/overload.js'
 import { rateLimitPlugin } from './platform/rate-limit.js'
+import { securityPlugin } from './platform/security.js'
 import { staticPlugin } from './platform/static.js'
 import { useValidation } from './platform/validation.js'
 
@@ -35,10 +37,21 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: false, // server.ts answers its own 503 while draining
     forceCloseConnections: 'idle',
-    requestTimeout: 30_000,
+    // A slow client holds a socket, never more: its headers within headersTimeoutMs (checked every
+    // second, not Node's default 30 s), the whole request within 30 s, an idle kept-alive socket closed
+    // after keepAliveTimeoutMs (longer than nginx's upstream keepalive_timeout, so nginx closes first).
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000 },
+    requestTimeout: Math.max(30_000, config.headersTimeoutMs),
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // A GET answered for a HEAD would run its handler: the counter would count, a session be touched.
+    // Only routes that ask for it (static files, health) answer HEAD.
+    exposeHeadRoutes: false,
     routerOptions: { maxParamLength: 1000 },
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
     trustProxy: config.trustProxy // request.ip, which the rate limits count by
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.server.maxConnections = config.maxConnections
 
   useValidation(app)
   app.addHook('onResponse', async (request, reply) => {
@@ -47,12 +60,14 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
 
   await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
   await app.register(metricsPlugin)
+  await app.register(overloadPlugin, { config })
+  await app.register(sessionsPlugin, { sql, config })
+  await app.register(securityPlugin)
   await app.register(docsPlugin)
   await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
   await app.register(rateLimitPlugin, { sql })
-  await app.register(sessionsPlugin, { sql, config })
   await app.register(crebitosRoutes, { sql })
-  await app.register(counterRoutes, { sql, redis, worker })
+  await app.register(counterRoutes, { sql, config, redis, worker })
   await app.register(accountsRoutes, { sql, config })
   await app.register(incrementsRoutes, { sql, config })
   await app.register(attendanceRoutes, { sql, config })

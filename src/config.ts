@@ -147,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const given = Object.fromEntries(
     known.filter((name) => env[name] !== undefined && env[name] !== '').map((name) => [name, env[name]])
   )
+  const developmentAskedFor = given.NODE_ENV === 'development'
   const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, given)) as Env
   const [error] = Value.Errors(ConfigSchema, value)
   if (error) {
@@ -200,7 +201,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keepAliveTimeoutMs: value.KEEP_ALIVE_TIMEOUT_MS,
     maxConnections: value.MAX_CONNECTIONS,
     // The default mode is development, but only a development mode someone asked for shows stacks.
-    exposeErrors: given.NODE_ENV === 'development'
+    exposeErrors: developmentAskedFor
   }
 }
 

@@ -1,5 +1,7 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { isClientDataError, isTimeout, isUnavailable, sqlState } from '../db/pool.js'
 
@@ -109,3 +111,41 @@ export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { 
     reply.code(404).send({ error: 'not-found', message: `no route for ${request.method} ${request.url.split('?')[0]}` })
   )
 }, { name: 'errors' })
+
+/**
+ * Errors the framework meets before any route runs, in our shape: a path that is not valid
+ * percent-encoding is a 400; a path parameter past the length limit names nothing that exists, a 404.
+ */
+export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const path = request.url.split('?')[0]
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return reply.code(404).send({ error: 'not-found', message: 'no such resource: a path segment is too long' })
+  }
+  if (error.code === 'FST_ERR_BAD_URL') {
+    return reply.code(400).send({ error: 'bad-url', message: 'the path is not valid percent-encoded UTF-8' })
+  }
+  request.log.debug({ err: error.message, path }, 'request refused by the router')
+  return reply.code(400).send({ error: 'bad-request', message: 'the request cannot be routed' })
+}
+
+// Node's HTTP parser errors (llhttp) that have a status of their own.
+const clientErrorStatus: Record<string, number> = {
+  HPE_HEADER_OVERFLOW: 431,
+  ERR_HTTP_REQUEST_TIMEOUT: 408,
+  HPE_HEADERS_TIMEOUT: 408
+}
+const clientErrorCodes: Record<number, string> = { 400: 'bad-request', 408: 'request-timeout', 431: 'headers-too-large' }
+
+/**
+ * A request the HTTP parser could not read (bad request line, header or chunked encoding, headers too
+ * large or too slow): answered in our JSON shape when the socket can still take it, then closed.
+ */
+export function clientError (error: Error & { code?: string }, socket: Socket) {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = clientErrorStatus[error.code ?? ''] ?? 400
+  const body = JSON.stringify({ error: clientErrorCodes[status], message: `${STATUS_CODES[status]}: the request could not be read` })
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
+}

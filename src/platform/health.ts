@@ -9,9 +9,11 @@ export interface HealthOptions {
 
 /** `/health`: the process answers. `/ready`: and every dependency does, within a second. */
 export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { checks }) => {
-  app.get('/health', async () => ({ status: 'ok' }))
+  // Probes are answered even while the replica sheds load: an orchestrator must not restart a busy replica.
+  const probeRoute = { exposeHeadRoute: true, config: { exemptFromShedding: true } }
+  app.get('/health', probeRoute, async () => ({ status: 'ok' }))
 
-  app.get('/ready', async (request, reply) => {
+  app.get('/ready', probeRoute, async (request, reply) => {
     const results = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await probe(check)] as const))
     const status = Object.fromEntries(results)
     const down = results.filter(([, state]) => state === 'down').map(([name]) => name)

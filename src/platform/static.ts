@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import fastifyStatic, { type SetHeadersResponse } from '@fastify/static'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { contentSecurityPolicyHeader } from './security.js'
 
 // src/platform/ and dist/platform/ are both two levels below the project root; the UI is built to dist/web.
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -11,7 +12,7 @@ export const defaultWebRoot = path.join(projectRoot, 'dist/web')
 
 /** What every HTML page gets: scripts and styles from this origin only, never framed, no MIME sniffing. */
 export const htmlSecurityHeaders: Record<string, string> = {
-  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+  'content-security-policy': contentSecurityPolicyHeader,
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin'
 }

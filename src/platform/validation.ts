@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify'
 import { InvalidInput } from './errors.js'
@@ -9,7 +9,43 @@ const bodies = addFormats.default(new Ajv({ coerceTypes: false, useDefaults: tru
 const texts = addFormats.default(new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: true }))
 
 const compile: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodies : texts).compile(schema)
+  wellFormedTexts((httpPart === 'body' ? bodies : texts).compile(schema))
+
+// In Unicode mode a surrogate pair is one code point, so this matches only a lone (ill-formed) surrogate.
+const loneSurrogate = /\p{Cs}/u
+
+/** The path of the first string (key or value) holding a lone surrogate, or undefined when all are well formed. */
+function illFormedText (value: unknown, path = ''): string | undefined {
+  if (typeof value === 'string') return loneSurrogate.test(value) ? path : undefined
+  if (typeof value !== 'object' || value === null) return undefined
+  for (const [key, item] of Object.entries(value)) {
+    const field = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`
+    if (loneSurrogate.test(key)) return field
+    const found = illFormedText(item, field)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/**
+ * Text that is not well-formed Unicode (JSON allows "\ud800") cannot be stored as it was sent:
+ * PostgreSQL would keep U+FFFD instead, and the request would then find another key than its own.
+ * It is refused like any invalid field, before anything runs.
+ */
+function wellFormedTexts (validate: ValidateFunction): ValidateFunction {
+  const checked = ((data: unknown, context?: Parameters<ValidateFunction>[1]) => {
+    const valid = validate(data, context)
+    checked.errors = validate.errors
+    if (!valid) return false
+    const field = illFormedText(data)
+    if (field === undefined) return true
+    checked.errors = [{ instancePath: field, schemaPath: '#', keyword: 'wellFormed', params: {}, message: 'must be well-formed Unicode text' }]
+    return false
+  }) as ValidateFunction
+  checked.schemaEnv = validate.schemaEnv
+  checked.schema = validate.schema
+  return checked
+}
 
 export function useValidation (app: FastifyInstance) {
   app.setValidatorCompiler(compile)
