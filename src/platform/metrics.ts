@@ -42,7 +42,7 @@ export const metricsPlugin = fp(async (app: FastifyInstance) => {
     duration.observe({ method: req.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
   })
 
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { hide: true }, config: { exemptFromShedding: true } }, async (_req, reply) => {
     const text = cluster.isWorker ? await askPrimary() : await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Counter, Histogram } from 'prom-client'
 import { Type } from 'typebox'
+import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
 import { isRedisUnavailable, type Redis } from '../../db/redis.js'
 import { Unavailable } from '../../platform/errors.js'
@@ -16,6 +17,7 @@ const CounterReply = Type.Object({
 
 export interface CounterOptions {
   sql: Sql
+  config: Pick<Config, 'counterQueueMax' | 'databaseStatementTimeoutMs'>
   /** With Redis the count lives there (INCR); without, in PostgreSQL. */
   redis?: Redis
   /** The worker number in the embedded cluster; 0 for a standalone replica. */
@@ -23,15 +25,26 @@ export interface CounterOptions {
 }
 
 /** Shows the balancer at work: who answered, and how many requests it and the cluster served. */
-export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, redis, worker }) => {
+export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, config, redis, worker }) => {
   const reserved = new Histogram({
     name: 'tandem_counter_reservation_size',
     help: 'Counter numbers reserved per round trip to the store (the batching factor)',
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers: [app.metrics]
   })
-  const observe = (size: number) => reserved.observe(size)
-  const counter = redis ? redisCounter(redis, observe) : postgresCounter(sql, observe)
+  const refused = new Counter({
+    name: 'tandem_counter_refused_total',
+    help: 'Counter requests refused with 503 before any number was reserved for them, by reason',
+    labelNames: ['reason'],
+    registers: [app.metrics]
+  })
+  const limits = {
+    queueMax: config.counterQueueMax,
+    deadlineMs: config.databaseStatementTimeoutMs,
+    onReserve: (size: number) => reserved.observe(size),
+    onRefuse: (reason: string) => refused.inc({ reason })
+  }
+  const counter = redis ? redisCounter(redis, limits) : postgresCounter(sql, limits)
   let served = 0
   const answered = new Counter({
     name: 'tandem_counter_requests_total',

@@ -1,5 +1,6 @@
 import type { Sql } from '../../db/pool.js'
 import type { Redis } from '../../db/redis.js'
+import { Unavailable } from '../../platform/errors.js'
 
 /** Hands out the cluster's request numbers: distinct, consecutive, durable. */
 export interface ClusterCounter {
@@ -12,24 +13,36 @@ const counterName = 'requests'
 /** Adds `count` to the stored counter atomically and answers the new total. */
 type Reserve = (count: number) => Promise<number>
 
-export function redisCounter(redis: Redis, onReserve?: (size: number) => void): ClusterCounter {
-  // INCRBY is atomic in Redis: every replica's block of numbers is its own.
-  return blocks('redis', (count) => redis.incrby(`tandem:counter:${counterName}`, count), onReserve)
+export interface CounterLimits {
+  /** Requests waiting for a reservation; beyond, a fast 503. */
+  queueMax: number
+  /** A request still waiting this long after it arrived gets a 503 (it reserved nothing). */
+  deadlineMs: number
+  onReserve?(size: number): void
+  onRefuse?(reason: 'queue-full' | 'deadline'): void
 }
 
-export function postgresCounter(sql: Sql, onReserve?: (size: number) => void): ClusterCounter {
+export function redisCounter(redis: Redis, limits: CounterLimits): ClusterCounter {
+  // INCRBY is atomic in Redis: every replica's block of numbers is its own.
+  return blocks('redis', (count) => redis.incrby(`tandem:counter:${counterName}`, count), limits)
+}
+
+export function postgresCounter(sql: Sql, limits: CounterLimits): ClusterCounter {
   // The row lock orders the blocks of every replica; the commit is durable before anyone is answered.
   return blocks('postgres', async (count) => {
     const [row] = await sql<{ value: string }[]>`
       update counters set value = value + ${count} where name = ${counterName} returning value`
     return Number(row.value)
-  }, onReserve)
+  }, limits)
 }
 
 interface Waiter {
+  arrivedAt: number
   resolve(value: number): void
   reject(error: unknown): void
 }
+
+const sweepEveryMs = 100
 
 /**
  * Requests that arrive while a reservation is in flight wait for the next one, which reserves a
@@ -37,9 +50,29 @@ interface Waiter {
  * whatever the load. Blocks never overlap, and a failed reservation adds nothing, so no number is
  * skipped.
  */
-function blocks(backend: ClusterCounter['backend'], reserve: Reserve, onReserve: (size: number) => void = () => {}): ClusterCounter {
+function blocks(backend: ClusterCounter['backend'], reserve: Reserve, limits: CounterLimits): ClusterCounter {
+  const { queueMax, deadlineMs, onReserve = () => {}, onRefuse = () => {} } = limits
   let waiting: Waiter[] = []
   let reserving = false
+  let sweeper: NodeJS.Timeout | undefined
+
+  // While a reservation hangs (a row lock held elsewhere, a slow store), those queued behind it are
+  // refused once their deadline passes: nothing was reserved for them, so a retry loses no number.
+  function sweep() {
+    const oldest = Date.now() - deadlineMs
+    const expired = waiting.filter((waiter) => waiter.arrivedAt <= oldest)
+    if (expired.length > 0) {
+      waiting = waiting.filter((waiter) => waiter.arrivedAt > oldest)
+      for (const waiter of expired) {
+        onRefuse('deadline')
+        waiter.reject(new Unavailable('the counter store did not answer in time, retry shortly'))
+      }
+    }
+    if (waiting.length === 0) {
+      clearInterval(sweeper)
+      sweeper = undefined
+    }
+  }
 
   async function drain() {
     reserving = true
@@ -61,8 +94,14 @@ function blocks(backend: ClusterCounter['backend'], reserve: Reserve, onReserve:
     backend,
     next: () =>
       new Promise<number>((resolve, reject) => {
-        waiting.push({ resolve, reject })
+        if (waiting.length >= queueMax) {
+          onRefuse('queue-full')
+          reject(new Unavailable('too many counter requests waiting, retry shortly'))
+          return
+        }
+        waiting.push({ arrivedAt: Date.now(), resolve, reject })
         if (!reserving) void drain()
+        else sweeper ??= setInterval(sweep, sweepEveryMs).unref()
       })
   }
 }
