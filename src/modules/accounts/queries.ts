@@ -8,6 +8,9 @@ export interface SessionUser {
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest()
 
+/** A session token: 256 random bits, of which only the hash is stored. */
+const newToken = () => randomBytes(32).toString('base64url')
+
 export interface Profile {
   id: number
   email: string
@@ -53,21 +56,41 @@ export async function findPasswordHash(sql: Sql, userId: number): Promise<string
 }
 
 /**
- * Replaces the password the caller proved to know and ends every other session of the user, in one
- * statement. False when the hash changed since it was verified (a racing change won): nothing happens.
+ * Replaces the password the caller proved to know, ends every session of the user (the caller's
+ * included: whoever else held its token is out too) and opens a fresh one for the caller, in one
+ * statement. Undefined when the hash changed since it was verified (a racing change won): nothing happens.
  */
-export async function replacePassword(sql: Sql, userId: number, verifiedHash: string, newHash: string, keptToken: string): Promise<boolean> {
-  const [row] = await sql<{ changed: boolean }[]>`
+export async function replacePassword(sql: Sql, userId: number, verifiedHash: string, newHash: string, ttlMs: number) {
+  const token = newToken()
+  // The delete works on the statement's snapshot, which does not hold the session inserted beside it.
+  const [session] = await sql<{ expiresAt: Date }[]>`
     with changed as (
       update users set password_hash = ${newHash}
        where id = ${userId} and password_hash = ${verifiedHash}
       returning id
     ), revoked as (
-      delete from sessions
-       where user_id in (select id from changed) and token_hash <> ${hashToken(keptToken)}
+      delete from sessions where user_id in (select id from changed)
     )
-    select exists (select 1 from changed) as changed`
-  return row.changed
+    insert into sessions (token_hash, user_id, expires_at)
+    select ${hashToken(token)}, id, now() + make_interval(secs => ${ttlMs / 1000}) from changed
+    returning expires_at as "expiresAt"`
+  return session && { token, expiresAt: session.expiresAt }
+}
+
+/**
+ * Counts one wrong current password against the session; at `maxFailures` in a row the session is
+ * deleted. True when it was. The update's row lock orders racing failures, so none goes uncounted.
+ */
+export async function countPasswordFailure(sql: Sql, token: string, maxFailures: number): Promise<boolean> {
+  return sql.begin(async (tx) => {
+    const [session] = await tx<{ failures: number }[]>`
+      update sessions set password_failures = password_failures + 1
+       where token_hash = ${hashToken(token)}
+      returning password_failures as failures`
+    if (!session || session.failures < maxFailures) return false
+    await tx`delete from sessions where token_hash = ${hashToken(token)}`
+    return true
+  })
 }
 
 export async function findLogin(sql: Sql, email: string) {
@@ -76,9 +99,8 @@ export async function findLogin(sql: Sql, email: string) {
   return user
 }
 
-/** A new session: 256 random bits, of which only the hash is stored. */
 export async function openSession(sql: Sql, userId: number, ttlMs: number) {
-  const token = randomBytes(32).toString('base64url')
+  const token = newToken()
   const [session] = await sql<{ expiresAt: Date }[]>`
     insert into sessions (token_hash, user_id, expires_at)
     values (${hashToken(token)}, ${userId}, now() + make_interval(secs => ${ttlMs / 1000}))
@@ -108,4 +130,20 @@ export async function findSessionUser(sql: Sql, token: string, idleMs: number): 
 
 export async function closeSession(sql: Sql, token: string) {
   await sql`delete from sessions where token_hash = ${hashToken(token)}`
+}
+
+/**
+ * Deletes up to `batch` sessions that `findSessionUser` would refuse anyway (expired, or idle beyond
+ * `idleMs`); the number deleted. Bounded so a large backlog never holds locks past the statement
+ * timeout; SKIP LOCKED lets replicas sweeping at once split the rows instead of queueing on them.
+ */
+export async function pruneSessions(sql: Sql, idleMs: number, batch = 10_000): Promise<number> {
+  const result = await sql`
+    delete from sessions
+     where token_hash in (
+       select token_hash from sessions
+        where expires_at <= now() or last_used_at <= now() - make_interval(secs => ${idleMs / 1000})
+        limit ${batch}
+          for update skip locked)`
+  return result.count
 }

@@ -1,19 +1,26 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
 import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized } from '../../platform/errors.js'
 import { trimTexts } from '../../platform/validation.js'
-import { hashPassword, unknownUserHash, verifyPassword } from './passwords.js'
+import { passwordHasher, unknownUserHash } from './passwords.js'
 import {
-  closeSession, findLogin, findPasswordHash, findProfile, insertUser, openSession, replacePassword, updateNames, type Names
+  closeSession, countPasswordFailure, findLogin, findPasswordHash, findProfile, insertUser, openSession, pruneSessions,
+  replacePassword, updateNames, type Names
 } from './queries.js'
-import { Credentials, CurrentSession, NewSession, NewUser, PasswordChange, ProfileChange, User } from './schema.js'
+import { Credentials, CurrentSession, NewSession, NewUser, PasswordChange, ProfileChange, RotatedSession, User } from './schema.js'
 import { sessionCookie } from './sessions.js'
 
 export interface AccountsOptions {
   sql: Sql
-  config: Pick<Config, 'production' | 'sessionTtlMs' | 'loginLimitPerMinute'>
+  config: Pick<Config,
+    | 'production' | 'sessionTtlMs' | 'sessionIdleMs'
+    | 'loginLimitPerMinute' | 'loginAddressLimitPerMinute' | 'loginEmailLimitPerMinute'
+    | 'registrationLimitPerMinute' | 'registrationTotalLimitPerMinute'
+    | 'passwordChangeLimitPerMinute' | 'passwordChangeMaxFailures'
+    | 'passwordHashConcurrency' | 'passwordHashQueueMax'>
 }
 
 const trimNames = (names: Names) => trimTexts(
@@ -23,17 +30,32 @@ const trimNames = (names: Names) => trimTexts(
 
 /** Users and sessions: register, log in, who am I, log out, profile and password. */
 export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, config }) => {
+  const hasher = passwordHasher({ concurrency: config.passwordHashConcurrency, queueMax: config.passwordHashQueueMax })
+
+  const setSessionCookie = (reply: FastifyReply, { token, expiresAt }: { token: string, expiresAt: Date }) =>
+    reply.setCookie(sessionCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure: config.production, expires: expiresAt })
+
+  // Every replica sweeps, like the rate limits; a sweep more often than a session can go idle would find nothing new.
+  const pruneTimer = setInterval(() => {
+    pruneSessions(sql, config.sessionIdleMs).catch((error: Error) =>
+      app.log.warn({ err: error.message }, 'could not prune the sessions'))
+  }, Math.min(60_000, config.sessionIdleMs)).unref()
+  app.addHook('onClose', async () => clearInterval(pruneTimer))
+
   app.post('/api/users', {
     schema: {
       tags: ['accounts'],
       summary: 'Register a user',
       body: NewUser,
-      response: { 201: User, 409: ErrorBody, 422: ErrorBody }
+      response: { 201: User, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody }
     }
   }, async (request, reply) => {
     const names = trimNames(request.body)
     const email = request.body.email.toLowerCase()
-    const user = await insertUser(sql, email, await hashPassword(request.body.password), names)
+    // Booked before the 32 MiB hash. The address first: one over its own limit spends none of the total.
+    await app.rateLimit(`register:${request.ip}`, config.registrationLimitPerMinute)
+    await app.rateLimit('register-total', config.registrationTotalLimitPerMinute)
+    const user = await insertUser(sql, email, await hasher.hash(request.body.password), names)
     if (!user) throw new Conflict('email-taken', 'an account with this email exists')
     return reply.code(201).send(user)
   })
@@ -43,24 +65,22 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
       tags: ['accounts'],
       summary: 'Log in: a session token, also set as an HttpOnly cookie',
       body: Credentials,
-      response: { 201: NewSession, 401: ErrorBody, 422: ErrorBody, 429: ErrorBody }
+      response: { 201: NewSession, 401: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody }
     }
   }, async (request, reply) => {
     const email = request.body.email.toLowerCase()
-    // Booked before the slow hash: a guesser is refused cheaply, on every replica.
+    // Booked before the slow hash, so a guesser is refused cheaply on every replica; narrowest first, so
+    // an attempt refused for its address books nothing against the email: a guesser spraying from one
+    // address does not use up the allowance its victims have from everywhere else.
     await app.rateLimit(`login:${request.ip}:${email}`, config.loginLimitPerMinute)
+    await app.rateLimit(`login-address:${request.ip}`, config.loginAddressLimitPerMinute)
+    await app.rateLimit(`login-email:${email}`, config.loginEmailLimitPerMinute)
     const login = await findLogin(sql, email)
-    const valid = await verifyPassword(request.body.password, login?.passwordHash ?? unknownUserHash)
+    const valid = await hasher.verify(request.body.password, login?.passwordHash ?? unknownUserHash)
     if (!login || !valid) throw new Unauthorized('wrong email or password')
-    const { token, expiresAt } = await openSession(sql, login.id, config.sessionTtlMs)
-    reply.setCookie(sessionCookie, token, {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: config.production,
-      expires: expiresAt
-    })
-    return reply.code(201).send({ token, userId: login.id, expiresAt: expiresAt.toISOString() })
+    const session = await openSession(sql, login.id, config.sessionTtlMs)
+    setSessionCookie(reply, session)
+    return reply.code(201).send({ token: session.token, userId: login.id, expiresAt: session.expiresAt.toISOString() })
   })
 
   app.get('/api/sessions', {
@@ -120,18 +140,35 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
     onRequest: app.authenticate,
     schema: {
       tags: ['accounts'],
-      summary: "Change the password; every other session of the user ends, the caller's stays",
+      summary: "Change the password: every session of the user ends, the caller's included, and the caller gets a fresh one",
+      description: 'Answers the new session like a login (token and cookie). Attempts are limited per user (429); ' +
+        'after too many wrong current passwords in a row the session making them ends (401).',
       security: [{ bearer: [] }],
       body: PasswordChange,
-      response: { 204: Type.Null({ description: 'password changed' }), 401: ErrorBody, 403: ErrorBody, 422: ErrorBody }
+      response: {
+        200: RotatedSession,
+        401: ErrorBody, 403: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody
+      }
     }
   }, async (request, reply) => {
     const userId = request.user!.id
+    const token = request.sessionToken!
+    // Right or wrong, each attempt is booked before the hash: the route is no oracle for the password.
+    await app.rateLimit(`password-change:${userId}`, config.passwordChangeLimitPerMinute)
     const currentHash = await findPasswordHash(sql, userId)
-    const valid = currentHash !== undefined && await verifyPassword(request.body.currentPassword, currentHash)
-    if (!valid) throw new Forbidden('the current password is wrong')
-    const changed = await replacePassword(sql, userId, currentHash, await hashPassword(request.body.newPassword), request.sessionToken!)
-    if (!changed) throw new Forbidden('the password was changed meanwhile; the current password is wrong')
-    return reply.code(204).send(null)
+    const valid = currentHash !== undefined && await hasher.verify(request.body.currentPassword, currentHash)
+    if (!valid) {
+      // A stolen token gets a few guesses, not one a minute for as long as the session lives.
+      if (await countPasswordFailure(sql, token, config.passwordChangeMaxFailures)) {
+        reply.clearCookie(sessionCookie, { path: '/' })
+        throw new Unauthorized('too many wrong passwords: the session has ended, log in again')
+      }
+      throw new Forbidden('the current password is wrong')
+    }
+    // Rotated: whoever else holds the old token (the reason to change a password, often) is out too.
+    const session = await replacePassword(sql, userId, currentHash, await hasher.hash(request.body.newPassword), config.sessionTtlMs)
+    if (!session) throw new Forbidden('the password was changed meanwhile; the current password is wrong')
+    setSessionCookie(reply, session)
+    return reply.code(200).send({ token: session.token, userId, expiresAt: session.expiresAt.toISOString() })
   })
 }

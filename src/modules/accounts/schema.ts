@@ -42,6 +42,10 @@ export const NewSession = Type.Object({
   expiresAt: Type.String({ format: 'date-time' })
 })
 
+export const RotatedSession = Type.Object(NewSession.properties, {
+  description: "the caller's new session, also set as the cookie; the old token no longer works"
+})
+
 export const CurrentSession = Type.Object({
   userId: Type.Integer(),
   email: Type.String()
