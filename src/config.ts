@@ -41,6 +41,7 @@ const ConfigSchema = Type.Object({
   ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
   SHEET_MISS_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 30 }),
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+  DATABASE_LOCK_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }),
   INCREMENT_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
   COUNTER_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
   CSV_EXPORTS_PER_USER: Type.Integer({ minimum: 1, maximum: 1000, default: 2 }),
@@ -109,6 +110,11 @@ export interface Config {
   sheetMissLimitPerMinute: number
   /** PostgreSQL's statement_timeout and idle_in_transaction_session_timeout on every pool connection. */
   databaseStatementTimeoutMs: number
+  /**
+   * PostgreSQL's lock_timeout, at most the statement timeout: a request waiting on a row lock held
+   * elsewhere gives its pooled connection back soon, so one locked row cannot starve every route.
+   */
+  databaseLockTimeoutMs: number
   /** Increments waiting for their commit in one process; beyond, a fast 503. */
   incrementQueueMax: number
   /** Counter requests waiting for a reservation in one process; beyond, a fast 503. */
@@ -187,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signInLimitPerMinute: value.ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE,
     sheetMissLimitPerMinute: value.SHEET_MISS_LIMIT_PER_MINUTE,
     databaseStatementTimeoutMs: value.DATABASE_STATEMENT_TIMEOUT_MS,
+    databaseLockTimeoutMs: Math.min(value.DATABASE_LOCK_TIMEOUT_MS, value.DATABASE_STATEMENT_TIMEOUT_MS),
     incrementQueueMax: value.INCREMENT_QUEUE_MAX,
     counterQueueMax: value.COUNTER_QUEUE_MAX,
     csvExportsPerUser: value.CSV_EXPORTS_PER_USER,

@@ -20,7 +20,7 @@ export interface ServeOptions {
 
 /** One API process: wait for the database, migrate if asked, listen, and drain on SIGTERM/SIGINT. */
 export async function serve ({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<FastifyInstance> {
-  const sql = createSql(databaseUrl, { max: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs })
+  const sql = createSql(databaseUrl, { max: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs })
   await waitForDatabase(sql, log, config.databaseWaitMs)
   if (runMigrations) await migrate(sql, log)
   const redis = config.redisUrl ? createRedis(config.redisUrl, log) : undefined

@@ -15,6 +15,7 @@ export async function migrate(sql: Sql, log: Logger): Promise<string[]> {
     // request, so the pool's statement deadline does not apply here.
     await tx`set local statement_timeout = 0`
     await tx`set local idle_in_transaction_session_timeout = 0`
+    await tx`set local lock_timeout = 0`
     await tx`select pg_advisory_xact_lock(hashtext('tandem:migrations'))`
     await tx`create table if not exists schema_migrations (
       name text primary key,

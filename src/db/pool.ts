@@ -11,11 +11,13 @@ export interface PoolOptions {
    * the database (a row lock held elsewhere included) longer than this; 0 for none.
    */
   statementTimeoutMs?: number
+  /** PostgreSQL's lock_timeout, in ms (0 for none): how long a statement waits for a row lock. */
+  lockTimeoutMs?: number
 }
 
 /** One pool per process. Timestamps come back in UTC; statements are prepared once per connection. */
-export function createSql(url: string, { max = 10, connectTimeout = 3, statementTimeoutMs = 0 }: PoolOptions = {}): Sql {
-  return postgres(url, {
+export function createSql(url: string, { max = 10, connectTimeout = 3, statementTimeoutMs = 0, lockTimeoutMs = 0 }: PoolOptions = {}): Sql {
+  const sql = postgres(url, {
     max,
     connect_timeout: connectTimeout,
     idle_timeout: 60,
@@ -25,10 +27,44 @@ export function createSql(url: string, { max = 10, connectTimeout = 3, statement
       application_name: 'tandem',
       TimeZone: 'UTC',
       statement_timeout: statementTimeoutMs,
+      lock_timeout: lockTimeoutMs,
       idle_in_transaction_session_timeout: statementTimeoutMs
     }
   })
+  return statementTimeoutMs > 0 ? withDeadline(sql, statementTimeoutMs) : sql
 }
+
+/**
+ * statement_timeout starts when PostgreSQL receives the statement; a query can wait longer than that
+ * for a pooled connection (every connection held by requests waiting on one locked row). Each query
+ * made with the template tag is cancelled once `deadlineMs` has passed since it was sent for, whether it
+ * is still queued for a connection (it never ran) or running (PostgreSQL rolls it back): either way it
+ * fails with 57014, which answers 503, and nothing is written. Transactions (`sql.begin`) and
+ * fragments nested in a query are left as they are.
+ */
+function withDeadline(sql: Sql, deadlineMs: number): Sql {
+  return new Proxy(sql, {
+    apply(target, thisArg, args: unknown[]) {
+      const query = Reflect.apply(target, thisArg, args)
+      if (!isTemplateCall(args) || typeof query?.cancel !== 'function') return query
+      const then = query.then
+      let armed = false
+      // A query runs when it is first awaited, so the clock starts then, not when it is built.
+      query.then = function (onFulfilled: unknown, onRejected: unknown) {
+        if (!armed) {
+          armed = true
+          const timer = setTimeout(() => query.cancel(), deadlineMs)
+          const settled = () => clearTimeout(timer)
+          then.call(query, settled, settled)
+        }
+        return then.call(query, onFulfilled, onRejected)
+      }
+      return query
+    }
+  })
+}
+
+const isTemplateCall = (args: unknown[]) => Array.isArray(args[0]) && Object.hasOwn(args[0], 'raw')
 
 /** The SQLSTATE of a PostgreSQL error ('' for anything else). */
 export const sqlState = (error: unknown): string => (error as { code?: unknown } | undefined)?.code?.toString() ?? ''

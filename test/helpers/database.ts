@@ -20,15 +20,16 @@ export interface TestDatabase {
 
 /**
  * A fresh, empty database of this test's own on the test server; `migrated` applies our schema;
- * `statementTimeoutMs` gives its pool the deadline a served replica has (DATABASE_STATEMENT_TIMEOUT_MS).
+ * `statementTimeoutMs` and `lockTimeoutMs` give its pool the deadlines a served replica has
+ * (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS).
  */
-export async function createDatabase({ migrated = false, statementTimeoutMs = 0 } = {}): Promise<TestDatabase> {
+export async function createDatabase({ migrated = false, statementTimeoutMs = 0, lockTimeoutMs = 0 } = {}): Promise<TestDatabase> {
   const name = `tandem_test_${randomBytes(6).toString('hex')}`
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} })
   await admin.unsafe(`create database ${name}`)
   const url = new URL(adminUrl())
   url.pathname = `/${name}`
-  const sql = createSql(url.toString(), { max: 10, statementTimeoutMs })
+  const sql = createSql(url.toString(), { max: 10, statementTimeoutMs, lockTimeoutMs })
   if (migrated) await migrate(sql, quietLog)
   return {
     url: url.toString(),

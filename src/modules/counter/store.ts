@@ -84,7 +84,10 @@ function blocks(backend: ClusterCounter['backend'], reserve: Reserve, limits: Co
         const first = (await reserve(batch.length)) - batch.length + 1
         batch.forEach((waiter, index) => waiter.resolve(first + index))
       } catch (error) {
-        for (const waiter of batch) waiter.reject(error)
+        // The store failed or timed out: those who arrived meanwhile would only wait as long again.
+        const failed = [...batch, ...waiting]
+        waiting = []
+        for (const waiter of failed) waiter.reject(error)
       }
     }
     reserving = false
