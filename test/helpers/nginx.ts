@@ -21,9 +21,10 @@ export function nginxSkipReason(): string | undefined {
 /** deploy/nginx/nginx.conf, pointed at local replicas and a local port instead of Compose's names. */
 export async function localNginxConf(upstreams: string[], port: number): Promise<string> {
   const conf = await readFile(path.join(projectRoot, 'deploy/nginx/nginx.conf'), 'utf8')
-  const servers = upstreams.map((address) => `server ${address} max_fails=0;`).join('\n    ')
+  const shipped = /server api:8080([^;]*);/.exec(conf)
+  const servers = upstreams.map((address) => `server ${address}${shipped?.[1] ?? ''};`).join('\n    ')
   const local = conf
-    .replace(/server api:8080 max_fails=0;/, servers)
+    .replace(/server api:8080[^;]*;/, servers)
     .replace(/listen 9999;/, `listen 127.0.0.1:${port};`)
   if (local === conf) throw new Error('deploy/nginx/nginx.conf no longer has the lines this test rewrites')
   return local
