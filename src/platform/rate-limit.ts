@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import type postgres from 'postgres'
 import type { Sql } from '../db/pool.js'
 import { TooManyRequests } from './errors.js'
 
@@ -17,31 +18,54 @@ declare module 'fastify' {
 const periodSeconds = 60
 const pruneEveryMs = 60_000
 
+/** A limit of `perMinute` attempts under `key`, as the statements below count it. */
+export interface Limit {
+  key: string
+  perMinute: number
+}
+
 /**
- * One statement per attempt (see 007_rate_limits.sql for the GCRA): the upsert's row lock orders the
- * attempts of one key from every replica, and its WHERE re-checks the allowance on the newest row.
+ * A GCRA admission (see 007_rate_limits.sql) to put in the WITH list of the caller's own statement,
+ * so the decision costs no round trip of its own. `cte` is `admitted as (…)`, which yields a row when
+ * the request may go on: while one more attempt would fit. It books one attempt when `charged` (an SQL
+ * boolean, which may read the caller's earlier CTEs) is true, and nothing when it is false: "would
+ * this be refused?" for requests that only a spent limit stops, like lookups that find their sheet.
+ * Charged or not, the upsert takes the key's row lock and its WHERE re-checks the allowance on the
+ * newest row, so parallel requests from every replica are decided one after another and a burst
+ * cannot see an allowance that is already spent. `allowed` and `waitSeconds` go in the final SELECT.
  */
-async function bookAttempt(sql: Sql, key: string, perMinute: number): Promise<{ allowed: boolean, retryAfterSeconds: number }> {
+export function admission (sql: Sql, { key, perMinute }: Limit, charged: postgres.Fragment) {
   const cost = periodSeconds / perMinute
-  const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
-    with booked as (
+  return {
+    cte: sql`admitted as (
       insert into rate_limits as r (key, busy_until)
-      values (${key}, now() + make_interval(secs => ${cost}))
-      on conflict (key) do update set busy_until = greatest(r.busy_until, now()) + make_interval(secs => ${cost})
+      select ${key}, now() + make_interval(secs => case when ${charged} then ${cost}::float8 else 0 end)
+      on conflict (key) do update set busy_until = greatest(r.busy_until, now()) + (excluded.busy_until - now())
        where greatest(r.busy_until, now()) + make_interval(secs => ${cost}) <= now() + make_interval(secs => ${periodSeconds})
       returning 1
-    )
-    select exists (select 1 from booked) as allowed,
-           (select extract(epoch from busy_until - now())::float8 from rate_limits where key = ${key}) + ${cost} - ${periodSeconds} as "waitSeconds"`
-  return { allowed: row.allowed, retryAfterSeconds: Math.min(periodSeconds, Math.max(1, Math.ceil(row.waitSeconds ?? 1))) }
+    )`,
+    allowed: sql`exists (select 1 from admitted)`,
+    // From the statement's snapshot: a refused request sees the row as it was when the statement began.
+    waitSeconds: sql`(select extract(epoch from busy_until - now())::float8 from rate_limits where key = ${key}) + ${cost}::float8 - ${periodSeconds}::float8`
+  }
+}
+
+/** The 429 for a request `admission` refused, given its `waitSeconds`. */
+export function refused (waitSeconds: number | null): TooManyRequests {
+  return new TooManyRequests(Math.min(periodSeconds, Math.max(1, Math.ceil(waitSeconds ?? 1))))
+}
+
+/** One statement per attempt, every attempt charged. */
+async function bookAttempt (sql: Sql, limit: Limit): Promise<void> {
+  const { cte, allowed, waitSeconds } = admission(sql, limit, sql`true`)
+  const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
+    with ${cte} select ${allowed} as allowed, ${waitSeconds} as "waitSeconds"`
+  if (!row.allowed) throw refused(row.waitSeconds)
 }
 
 /** `app.rateLimit(key, perMinute)` for every module, and a sweep of the keys that ran out. */
 export const rateLimitPlugin = fp(async (app: FastifyInstance, { sql }: { sql: Sql }) => {
-  app.decorate('rateLimit', async (key: string, perMinute: number) => {
-    const { allowed, retryAfterSeconds } = await bookAttempt(sql, key, perMinute)
-    if (!allowed) throw new TooManyRequests(retryAfterSeconds)
-  })
+  app.decorate('rateLimit', (key: string, perMinute: number) => bookAttempt(sql, { key, perMinute }))
 
   // Every replica sweeps; the deletes are idempotent and each finds little left by the others.
   const timer = setInterval(() => {

@@ -9,6 +9,9 @@ import { qrCode } from './qr.js'
 import { checkRegistration } from './registration.js'
 
 const pollMs = 15_000
+// After the stream fails, the list is polled and the stream tried again: 15 s later, then twice as long each time.
+const firstRetryMs = 15_000
+const longestRetryMs = 5 * 60_000
 
 export type SheetOutcome = 'shown' | 'not-yours' | 'not-found' | 'failed'
 
@@ -27,14 +30,18 @@ const refreshTexts: Record<RefreshMode, string> = {
 }
 
 /**
- * Keeps the list current while the sheet is open: server-sent events, or a 15 s poll once they fail.
- * At most one EventSource and one timer exist at a time, and neither survives stop().
+ * Keeps the list current while the sheet is open: server-sent events, or a 15 s poll while they fail.
+ * A stream can be refused (the server's cap on streams, 429) or cut (the page fell behind, the server
+ * went away, the session ended): the page polls meanwhile and opens a stream again later, waiting
+ * longer after each failure. At most one EventSource and one timer exist at a time, and neither
+ * survives stop().
  */
 class LiveUpdates {
   private source: EventSource | null = null
   private timer: number | null = null
   private active = false
-  private eventsFailed = false
+  private retryMs = firstRetryMs
+  private retryAt = 0
 
   constructor (
     private readonly eventsUrl: string,
@@ -46,8 +53,8 @@ class LiveUpdates {
     if (this.active) return
     this.active = true
     this.showMode('poll')
-    if (this.eventsFailed || typeof EventSource === 'undefined') this.schedulePoll()
-    else this.listen()
+    if (this.mayListen()) this.listen()
+    else this.schedulePoll()
   }
 
   stop (): void {
@@ -63,11 +70,16 @@ class LiveUpdates {
     if (this.timer !== null) this.schedulePoll()
   }
 
+  private mayListen (): boolean {
+    return typeof EventSource !== 'undefined' && Date.now() >= this.retryAt
+  }
+
   private listen (): void {
     const source = new EventSource(this.eventsUrl)
     this.source = source
     // Changes between the last load and the stream opening would be missed: reload once it is open.
     source.addEventListener('open', () => {
+      this.retryMs = firstRetryMs
       this.showMode('live')
       void this.onChange('connected')
     })
@@ -76,7 +88,8 @@ class LiveUpdates {
       if (this.source !== source) return
       source.close()
       this.source = null
-      this.eventsFailed = true
+      this.retryAt = Date.now() + this.retryMs
+      this.retryMs = Math.min(this.retryMs * 2, longestRetryMs)
       this.showMode('poll')
       this.schedulePoll()
     })
@@ -86,9 +99,12 @@ class LiveUpdates {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = window.setTimeout(async () => {
       this.timer = null
+      // A poll that meets an ended session (401) leaves for the login page.
       await this.onChange('poll')
-      // Stopped meanwhile, or restarted (which set a timer of its own): nothing to schedule.
-      if (this.active && this.source === null && this.timer === null) this.schedulePoll()
+      // Stopped meanwhile, or restarted (which set a timer or a stream of its own): nothing to schedule.
+      if (!this.active || this.source !== null || this.timer !== null) return
+      if (this.mayListen()) this.listen()
+      else this.schedulePoll()
     }, pollMs)
   }
 }

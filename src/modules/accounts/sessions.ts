@@ -1,10 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import cookie from '@fastify/cookie'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Forbidden, Unauthorized } from '../../platform/errors.js'
-import { findSessionUser, type SessionUser } from './queries.js'
+import { Forbidden, Unauthorized, Unavailable } from '../../platform/errors.js'
+import { findSessionUser, hashToken, type SessionUser } from './queries.js'
 
 export const sessionCookie = 'tandem_session'
 
@@ -22,12 +23,19 @@ declare module 'fastify' {
      * live session comes along, and otherwise lets the request through as anonymous.
      */
     identify(request: FastifyRequest, reply: FastifyReply): Promise<void>
+    /**
+     * Calls `onEnd` once when the session of `token` ends (logout, password change, expiry, idleness),
+     * whichever replica ended it; resolves to the function that stops watching. For responses that
+     * stay open, like event streams, which must not outlive the session they were opened with.
+     * Rejects with 503 when PostgreSQL cannot be listened to within 3 s.
+     */
+    watchSession(token: string, onEnd: () => void): Promise<() => void>
   }
 }
 
 export interface SessionsOptions {
   sql: Sql
-  config: Pick<Config, 'sessionIdleMs'>
+  config: Pick<Config, 'sessionIdleMs' | 'sessionTtlMs'>
 }
 
 const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -59,7 +67,102 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
 
   // A caller without a usable session (a cross-site write included) is simply anonymous.
   app.decorate('identify', async (request: FastifyRequest) => { await resolve(request) })
+
+  const ends = sessionEnds(sql, app.log, config)
+  app.decorate('watchSession', ends.watch)
+  app.addHook('onClose', ends.close)
 }, { name: 'sessions' })
+
+const endsChannel = 'session_ends'
+const listenTimeoutMs = 3000
+const longestSweepMs = 15_000
+
+/**
+ * Who watches which session, on this process. A logout or a password change deletes the session's row
+ * and 008_session_ends.sql notifies every replica through one LISTEN; expiry and idleness change no
+ * row, so a sweep asks PostgreSQL, in one query for all watched sessions, which are still live. It runs
+ * every 15 s, or every quarter of the session lifetime when sessions are configured to live shorter
+ * than a minute, and again whenever the LISTEN connection comes back (ends sent meanwhile went unheard).
+ * A session ended between its check at the start of the request and the start of watching is also
+ * found by the sweep.
+ */
+function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, sessionTtlMs }: SessionsOptions['config']) {
+  const watchers = new Map<string, Set<() => void>>()
+  let listened: Promise<void> | undefined
+  let unlisten: (() => Promise<void>) | undefined
+  let listenedBefore = false
+  let sweeping = false
+
+  /** Resolves once PostgreSQL has first said it listens; registered once per process (postgres.js re-listens by itself). */
+  function listen () {
+    listened ??= new Promise((resolve) => {
+      sql.listen(endsChannel, end, () => {
+        resolve()
+        if (listenedBefore) void sweep()
+        listenedBefore = true
+      }).then(
+        (listener) => { unlisten = listener.unlisten },
+        (error: Error) => log.warn({ err: error.message }, 'not listening for session ends yet; retrying')
+      )
+    })
+    return listened
+  }
+
+  function end (hash: string) {
+    const onEnds = watchers.get(hash)
+    if (!onEnds) return
+    watchers.delete(hash)
+    for (const onEnd of onEnds) onEnd()
+  }
+
+  async function sweep () {
+    const hashes = [...watchers.keys()]
+    if (hashes.length === 0 || sweeping) return
+    sweeping = true
+    try {
+      // The rule of findSessionUser: a session lives until its expiry and while used within the idle time.
+      const live = await sql<{ hash: string }[]>`
+        select encode(token_hash, 'hex') as hash from sessions
+         where token_hash in (select decode(hash, 'hex') from unnest(${hashes}::text[]) as hash)
+           and expires_at > now()
+           and last_used_at > now() - make_interval(secs => ${sessionIdleMs / 1000})`
+      const liveHashes = new Set(live.map((row) => row.hash))
+      for (const hash of hashes) if (!liveHashes.has(hash)) end(hash)
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'could not check the watched sessions; trying again at the next sweep')
+    } finally {
+      sweeping = false
+    }
+  }
+
+  const sweepMs = Math.min(longestSweepMs, Math.min(sessionIdleMs, sessionTtlMs) / 4)
+  const timer = setInterval(() => void sweep(), sweepMs).unref()
+
+  return {
+    async watch (token: string, onEnd: () => void) {
+      const timeout = new AbortController()
+      try {
+        await Promise.race([listen(), sleep(listenTimeoutMs, undefined, { signal: timeout.signal }).then(() => {
+          throw new Unavailable('session ends cannot be heard now, retry shortly')
+        })])
+      } finally {
+        timeout.abort()
+      }
+      const hash = hashToken(token).toString('hex')
+      const onEnds = watchers.get(hash) ?? new Set()
+      watchers.set(hash, onEnds.add(onEnd))
+      return () => {
+        onEnds.delete(onEnd)
+        if (onEnds.size === 0 && watchers.get(hash) === onEnds) watchers.delete(hash)
+      }
+    },
+
+    async close () {
+      clearInterval(timer)
+      await unlisten?.().catch(() => undefined)
+    }
+  }
+}
 
 /** The Bearer token, else the cookie (`ambient`: the browser sends it by itself). */
 function presentedToken(request: FastifyRequest): { token: string | undefined, ambient: boolean } {

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Sql } from '../../db/pool.js'
-import { Unavailable } from '../../platform/errors.js'
+import { Unauthorized, Unavailable } from '../../platform/errors.js'
 
 /** What the database says about a sheet (see the triggers in 005_attendance.sql). */
 export interface SheetChange {
@@ -11,8 +11,11 @@ export interface SheetChange {
 }
 
 export interface SheetEvents {
-  /** Answers the request with an event stream of the sheet's changes, until the client leaves or the app closes. */
-  stream(publicId: string, reply: FastifyReply): Promise<void>
+  /**
+   * Answers the request with an event stream of the sheet's changes, until the client leaves, falls
+   * behind, `ended` aborts (its session ended) or the app closes.
+   */
+  stream(publicId: string, reply: FastifyReply, ended: AbortSignal): Promise<void>
   /** Open streams, for the metrics. */
   count(): number
   /** Ends every stream (so a graceful shutdown is not held open by them) and stops listening. */
@@ -20,9 +23,13 @@ export interface SheetEvents {
 }
 
 const channel = 'attendance'
-// Past this much unsent data the client is not reading: it is dropped rather than buffered without end.
-const maxBufferedBytes = 1 << 20
 const listenTimeoutMs = 3000
+
+export interface SheetEventsOptions {
+  /** Unsent output a stream may hold; past it the client is not keeping up and the stream is closed. */
+  bufferBytes: number
+  keepAliveMs?: number
+}
 
 /**
  * Server-sent events for the sheets' pages. Every replica hears every change through one LISTEN on
@@ -30,7 +37,7 @@ const listenTimeoutMs = 3000
  * connection of its own and, should it drop, reconnects with backoff (also after a long outage:
  * tried at 40 s) and listens again.
  */
-export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { keepAliveMs = 15_000 } = {}): SheetEvents {
+export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, keepAliveMs = 15_000 }: SheetEventsOptions): SheetEvents {
   const streams = new Map<string, Set<ServerResponse>>()
   let listened: Promise<void> | undefined
   let heard: () => void
@@ -87,17 +94,22 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { keepAliveMs = 1
     for (const res of streams.get(change.sheet) ?? []) send(res, event)
   }
 
+  // A client that does not keep up is dropped rather than buffered for: its page reconnects and reads
+  // the list afresh, which is all a change event ever asks of it.
   function send (res: ServerResponse, text: string) {
-    if (res.writableLength > maxBufferedBytes) res.destroy()
+    if (res.writableLength + Buffer.byteLength(text) > bufferBytes) res.destroy()
     else res.write(text)
   }
 
   return {
-    async stream (publicId, reply) {
+    async stream (publicId, reply, ended) {
       // Listening first: if PostgreSQL cannot be heard the client gets an error, not a silent stream.
       await listening()
+      if (ended.aborted) throw new Unauthorized('session expired or invalid')
       reply.hijack()
       const res = reply.raw
+      // Its client left while this waited: 'close' is past and would never undo what follows.
+      if (res.closed) return
       res.writeHead(200, {
         'content-type': 'text/event-stream',
         'cache-control': 'no-cache',
@@ -108,7 +120,11 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { keepAliveMs = 1
       streams.set(publicId, sheetStreams.add(res))
       // A comment now and then keeps proxies and the browser from timing the idle stream out.
       const keepAlive = setInterval(() => send(res, ': keep-alive\n\n'), keepAliveMs)
+      // Its session is over: nothing more may reach this client, and its page's reconnection meets a 401.
+      const end = () => res.destroy()
+      ended.addEventListener('abort', end, { once: true })
       res.once('close', () => {
+        ended.removeEventListener('abort', end)
         clearInterval(keepAlive)
         sheetStreams.delete(res)
         if (sheetStreams.size === 0 && streams.get(publicId) === sheetStreams) streams.delete(publicId)

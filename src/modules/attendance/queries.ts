@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto'
 import type { Sql } from '../../db/pool.js'
+import { admission, type Limit } from '../../platform/rate-limit.js'
 import { publicIdAlphabet } from './schema.js'
 
 export interface CourseUnit {
@@ -78,17 +79,41 @@ export async function createSheet (sql: Sql, creatorId: number, courseUnit: numb
   throw new Error(`no free sheet id after ${idAttempts} random draws`)
 }
 
-export async function findSheet (sql: Sql, publicId: string) {
-  const [sheet] = await sql<{
-    id: string, timestamp: Date, courseUnit: number, courseUnitName: string, creatorName: string, summary: string | null, isActive: boolean
-  }[]>`
-    select s.public_id as id, s.created_at as timestamp, cu.id as "courseUnit", cu.name as "courseUnitName",
-           btrim(u.first_name || ' ' || u.last_name) as "creatorName", s.summary, s.is_active as "isActive"
-      from attendance_sheets s
-      join course_units cu on cu.id = s.course_unit_id
-      join users u on u.id = s.creator_id
-     where s.public_id = ${publicId}`
-  return sheet
+export interface SheetView {
+  id: string
+  timestamp: Date
+  courseUnit: number
+  courseUnitName: string
+  creatorName: string
+  summary: string | null
+  isActive: boolean
+}
+
+/** What a lookup under the address's limit of misses found; `admitted` false: refused, nothing looked at. */
+export type Admitted<T> = { admitted: false, waitSeconds: number | null } | { admitted: true, found: T | undefined }
+
+/**
+ * The sheet as its sign-in page shows it, under `missLimit`: a miss books one attempt, a hit books
+ * nothing, and once the misses are spent every lookup is refused, hit or miss, so the answers cannot
+ * tell which ids exist. One statement: the limit's row lock orders the lookups of one address.
+ */
+export async function findSheet (sql: Sql, publicId: string, missLimit: Limit): Promise<Admitted<SheetView>> {
+  const limit = admission(sql, missLimit, sql`not exists (select 1 from sheet)`)
+  const [row] = await sql<Array<{ admitted: boolean, waitSeconds: number | null } & ({ id: string } & Omit<SheetView, 'id'> | { id: null })>>`
+    with sheet as (
+      select s.public_id as id, s.created_at as timestamp, cu.id as "courseUnit", cu.name as "courseUnitName",
+             btrim(u.first_name || ' ' || u.last_name) as "creatorName", s.summary, s.is_active as "isActive"
+        from attendance_sheets s
+        join course_units cu on cu.id = s.course_unit_id
+        join users u on u.id = s.creator_id
+       where s.public_id = ${publicId}
+    ), ${limit.cte}
+    select ${limit.allowed} as admitted, ${limit.waitSeconds} as "waitSeconds", sheet.*
+      from (values (true)) as request left join sheet on true`
+  if (!row.admitted) return { admitted: false, waitSeconds: row.waitSeconds }
+  if (row.id === null) return { admitted: true, found: undefined }
+  const { admitted: _admitted, waitSeconds: _waitSeconds, ...sheet } = row
+  return { admitted: true, found: sheet }
 }
 
 /** The user's sheets of one course unit, newest first. */
@@ -138,42 +163,66 @@ export async function listStudents (sql: Sql, publicId: string, userId: number):
   return { creatorId: rows[0].creatorId, students }
 }
 
-/** The same list as rows from a cursor, for a download of any size. */
-export function studentsCursor (sql: Sql, sheetId: number, rowsPerBatch = 500) {
-  return sql<Student[]>`
-    select nmec, name, registered_at as timestamp
+/** Where a page of a sheet's students ended: its last row's sign-in time as PostgreSQL's text (to the microsecond) and number. */
+export interface PageEnd {
+  registeredAt: string
+  nmec: number
+}
+
+/**
+ * The same list a page at a time, each page one short statement after the last row of the one before
+ * (keyset on registrations_by_time), so a download holds a connection only while a page is read,
+ * never while its client is slow. The key is the timestamp's text, not the Date, which keeps only
+ * milliseconds and would repeat or skip students who signed in within the same millisecond; it goes
+ * back as text and is cast in SQL, since postgres.js would turn a timestamptz parameter into a Date. Each
+ * page reads the sheet as it is then: a student removed during a download is left out of the pages
+ * still to come.
+ */
+export async function studentsPage (sql: Sql, sheetId: number, after: PageEnd | undefined, size: number) {
+  return sql<(Student & PageEnd)[]>`
+    select nmec, name, registered_at as timestamp, registered_at::text as "registeredAt"
       from registrations
      where sheet_id = ${sheetId}
-     order by registered_at, nmec`.cursor(rowsPerBatch)
+       ${after ? sql`and (registered_at, nmec) > (${after.registeredAt}::text::timestamptz, ${after.nmec}::integer)` : sql``}
+     order by registered_at, nmec
+     limit ${size}`
 }
 
 export type SignInResult =
   | { outcome: 'registered', student: Student }
   | { outcome: 'unknown-sheet' | 'closed' | 'duplicate' }
+  | { outcome: 'rate-limited', waitSeconds: number | null }
 
 /**
- * Signs a student in, in one statement. The sheet row is read FOR SHARE, so a racing close either
- * commits first (and the WHERE sees the sheet closed) or waits until this registration has committed:
- * no registration lands on a sheet after its close was answered. A repeat nmec conflicts on the key
- * and changes nothing, also when both arrive at once on different replicas.
+ * Signs a student in, in one statement, under the address's `missLimit` as `findSheet` applies it.
+ * The sheet row is read FOR SHARE, so a racing close either commits first (and the WHERE sees the
+ * sheet closed) or waits until this registration has committed: no registration lands on a sheet
+ * after its close was answered. A repeat nmec conflicts on the key and changes nothing, also when
+ * both arrive at once on different replicas.
  */
-export async function signIn (sql: Sql, publicId: string, caller: number | null, nmec: number, name: string): Promise<SignInResult> {
-  const [row] = await sql<{ isActive: boolean, isCreator: boolean, nmec: number | null, name: string | null, timestamp: Date | null }[]>`
+export async function signIn (sql: Sql, publicId: string, caller: number | null, nmec: number, name: string, missLimit: Limit): Promise<SignInResult> {
+  const limit = admission(sql, missLimit, sql`not exists (select 1 from sheet)`)
+  const [row] = await sql<{
+    admitted: boolean, waitSeconds: number | null, found: boolean, isActive: boolean | null, isCreator: boolean,
+    nmec: number | null, name: string | null, timestamp: Date | null
+  }[]>`
     with sheet as (
       select id, is_active, creator_id = ${caller} as is_creator
         from attendance_sheets where public_id = ${publicId}
          for share
-    ), inserted as (
+    ), ${limit.cte}, inserted as (
       insert into registrations (sheet_id, nmec, name, added_by)
       select id, ${nmec}, ${name}, case when is_creator then ${caller}::integer end from sheet
-       where is_active or is_creator
+       where (is_active or is_creator) and ${limit.allowed}
       on conflict (sheet_id, nmec) do nothing
       returning nmec, name, registered_at
     )
-    select sheet.is_active as "isActive", coalesce(sheet.is_creator, false) as "isCreator",
+    select ${limit.allowed} as admitted, ${limit.waitSeconds} as "waitSeconds", sheet.id is not null as found,
+           sheet.is_active as "isActive", coalesce(sheet.is_creator, false) as "isCreator",
            inserted.nmec, inserted.name, inserted.registered_at as timestamp
-      from sheet left join inserted on true`
-  if (!row) return { outcome: 'unknown-sheet' }
+      from (values (true)) as request left join sheet on true left join inserted on true`
+  if (!row.admitted) return { outcome: 'rate-limited', waitSeconds: row.waitSeconds }
+  if (!row.found) return { outcome: 'unknown-sheet' }
   if (row.nmec !== null) return { outcome: 'registered', student: { nmec: row.nmec, name: row.name!, timestamp: row.timestamp! } }
   if (!row.isActive && !row.isCreator) return { outcome: 'closed' }
   return { outcome: 'duplicate' }

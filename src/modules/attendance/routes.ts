@@ -1,25 +1,30 @@
-import { Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { Counter, Gauge } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Conflict, ErrorBody, Forbidden, NotFound } from '../../platform/errors.js'
+import { Conflict, ErrorBody, Forbidden, NotFound, TooManyRequests } from '../../platform/errors.js'
+import { refused, type Limit } from '../../platform/rate-limit.js'
 import { trimTexts } from '../../platform/validation.js'
-import { csvRecord } from './csv.js'
+import { csvPageSize, studentsCsv } from './download.js'
 import { sheetEvents } from './events.js'
 import {
   createSheet, findSheet, findSheetAccess, listCourseUnits, listDepartments, listDepartmentUnits, listStudents,
-  listUserCourseUnits, listUserSheets, removeStudents, setSheetStatus, signIn, studentsCursor, type SheetAccess, type Student
+  listUserCourseUnits, listUserSheets, removeStudents, setSheetStatus, signIn, studentsPage, type SheetAccess, type SignInResult, type Student
 } from './queries.js'
 import {
   CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, int4, isPublicId, NewSheet,
   Removal, Removed, Sheet, SheetParams, SignIn, Status, StatusChange, Student as StudentBody
 } from './schema.js'
+import { Slots } from './slots.js'
 
 export interface AttendanceOptions {
   sql: Sql
-  config: Pick<Config, 'signInLimitPerMinute' | 'publicUrl'>
+  config: Pick<Config,
+    | 'signInLimitPerMinute' | 'sheetMissLimitPerMinute' | 'publicUrl'
+    | 'csvExportsPerUser' | 'csvExportsPerProcess' | 'csvSendTimeoutMs'
+    | 'eventStreamsPerUser' | 'eventStreamsPerProcess' | 'eventStreamBufferBytes'>
 }
 
 const tags = ['attendance']
@@ -52,15 +57,42 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     help: 'Attendance sheets opened',
     registers: [app.metrics]
   })
-  const events = sheetEvents(sql, app.log)
+  const events = sheetEvents(sql, app.log, { bufferBytes: config.eventStreamBufferBytes })
+  const streamSlots = new Slots('event streams', config.eventStreamsPerUser, config.eventStreamsPerProcess)
+  const downloadSlots = new Slots('CSV downloads', config.csvExportsPerUser, config.csvExportsPerProcess)
   new Gauge({
     name: 'tandem_attendance_event_streams',
     help: 'Open event streams of sheet pages on this process',
     registers: [app.metrics],
     collect () { this.set(events.count()) }
   })
+  new Gauge({
+    name: 'tandem_attendance_csv_exports',
+    help: 'CSV downloads in progress on this process',
+    registers: [app.metrics],
+    collect () { this.set(downloadSlots.size) }
+  })
+  // Unknown ids looked up or signed in on, per client address: a budget too small to enumerate 57^6 ids.
+  const missLimit = (address: string): Limit => ({ key: `sheet-miss:${address}`, perMinute: config.sheetMissLimitPerMinute })
   // preClose, not onClose: onClose runs only once every connection has ended, and these never end by themselves.
   app.addHook('preClose', async () => events.close())
+
+  /** A sign-in under both limits: the address's misses, and its sign-ins on this sheet. */
+  async function limitedSignIn (address: string, id: string, caller: number | null, nmec: number, name: string): Promise<SignInResult> {
+    const limit = missLimit(address)
+    try {
+      // A malformed id cannot exist: it only books its miss.
+      if (!isPublicId(id)) {
+        await app.rateLimit(limit.key, limit.perMinute)
+        return { outcome: 'unknown-sheet' }
+      }
+      await app.rateLimit(`signin:${address}:${id}`, config.signInLimitPerMinute)
+    } catch (error) {
+      if (error instanceof TooManyRequests) return { outcome: 'rate-limited', waitSeconds: error.retryAfterSeconds }
+      throw error
+    }
+    return signIn(sql, id, caller, nmec, name, limit)
+  }
 
   app.get('/api/department/all', {
     schema: { tags, summary: 'Departments by id', response: { 200: Type.Array(Department) } }
@@ -118,11 +150,22 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     schema: {
       tags,
       summary: 'A sheet as its sign-in page shows it (anyone)',
+      description: 'Lookups of sheets that do not exist are limited per client address (SHEET_MISS_LIMIT_PER_MINUTE); ' +
+        'once they are spent, every lookup and sign-in from that address is 429 until they come back.',
       params: SheetParams,
-      response: { 200: Sheet, 404: ErrorBody }
+      response: { 200: Sheet, 404: ErrorBody, 429: ErrorBody }
     }
   }, async (request) => {
-    const sheet = isPublicId(request.params.id) ? await findSheet(sql, request.params.id) : undefined
+    const { id } = request.params
+    const limit = missLimit(request.ip)
+    // A malformed id cannot exist: it only books its miss.
+    if (!isPublicId(id)) {
+      await app.rateLimit(limit.key, limit.perMinute)
+      throw new UnknownSheet()
+    }
+    const lookup = await findSheet(sql, id, limit)
+    if (!lookup.admitted) throw refused(lookup.waitSeconds)
+    const sheet = lookup.found
     if (!sheet) throw new UnknownSheet()
     const origin = config.publicUrl ?? `${request.protocol}://${request.host}`
     const signInUrl = `${origin}/reg.html?id=${encodeURIComponent(sheet.id)}`
@@ -181,9 +224,12 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
 
   app.get('/api/attendance/sheet/:id/students.csv', {
     onRequest: app.authenticate,
+    config: { longLived: true }, // its own caps bound it, not the in-flight limit
     schema: {
       tags,
       summary: "The sheet's students as CSV, streamed (its creator)",
+      description: 'At most CSV_EXPORTS_PER_USER downloads per user and CSV_EXPORTS_PER_PROCESS per server at once (429 beyond); ' +
+        'a download whose client takes nothing for CSV_SEND_TIMEOUT_MS is cut.',
       security,
       params: SheetParams,
       response: {
@@ -191,31 +237,29 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
           description: 'A header line `Timestamp,Student number,Name`, then one line per student by sign-in time',
           content: { 'text/csv': { schema: Type.Unsafe<Readable>({ type: 'string' }) } }
         },
-        401: ErrorBody, 403: ErrorBody, 404: ErrorBody
+        401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody
       }
     }
   }, async (request, reply) => {
+    downloadSlots.hold(request.user!.id, reply.raw)
     const { id } = request.params
     const sheet = requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
-    async function * lines () {
-      yield csvRecord(['Timestamp', 'Student number', 'Name'])
-      for await (const rows of studentsCursor(sql, sheet.id)) {
-        yield rows.map((row) => csvRecord([row.timestamp.toISOString(), row.nmec, row.name])).join('')
-      }
-    }
+    const first = await studentsPage(sql, sheet.id, undefined, csvPageSize)
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="attendance-${id}.csv"`)
       .header('cache-control', 'no-store')
-      .send(Readable.from(lines()))
+      .send(studentsCsv({ sql, sheetId: sheet.id, first, res: reply.raw, sendTimeoutMs: config.csvSendTimeoutMs, log: request.log }))
   })
 
   app.get('/api/attendance/sheet/:id/events', {
     onRequest: app.authenticate,
-    exposeHeadRoute: false, // a HEAD would hold a stream open that never sends anything
+    config: { longLived: true }, // its own caps bound it, not the in-flight limit
     schema: {
       tags,
       summary: 'Server-sent events: `change` {sheet, reason} whenever the sheet changes on any replica (its creator)',
+      description: 'At most EVENT_STREAMS_PER_USER streams per user and EVENT_STREAMS_PER_PROCESS per server (429 beyond); ' +
+        'a stream ends when its session does, and is closed when its client falls EVENT_STREAM_BUFFER_BYTES behind.',
       security,
       params: SheetParams,
       response: {
@@ -223,13 +267,18 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
           description: 'events `change` with data `{"sheet": id, "reason": "registered" | "removed" | "status" | "reconnected"}`',
           content: { 'text/event-stream': { schema: Type.String() } }
         },
-        401: ErrorBody, 403: ErrorBody, 404: ErrorBody
+        401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody
       }
     }
   }, async (request, reply) => {
+    streamSlots.hold(request.user!.id, reply.raw)
     const { id } = request.params
     requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
-    await events.stream(id, reply)
+    const sessionEnded = new AbortController()
+    const unwatch = await app.watchSession(request.sessionToken!, () => sessionEnded.abort())
+    if (reply.raw.closed) unwatch() // its client left while this waited
+    else reply.raw.once('close', unwatch)
+    await events.stream(id, reply, sessionEnded.signal)
     return reply
   })
 
@@ -244,17 +293,11 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     }
   }, async (request, reply) => {
     const { id } = request.params
-    if (!isPublicId(id)) throw new UnknownSheet()
     const { name } = trimTexts({ name: request.body.name }, { name: [5, 100] })
-    try {
-      await app.rateLimit(`signin:${request.ip}:${id}`, config.signInLimitPerMinute)
-    } catch (error) {
-      signIns.inc({ outcome: 'rate-limited' })
-      throw error
-    }
-    const result = await signIn(sql, id, request.user?.id ?? null, request.body.nmec, name)
+    const result = await limitedSignIn(request.ip, id, request.user?.id ?? null, request.body.nmec, name)
     signIns.inc({ outcome: result.outcome })
     switch (result.outcome) {
+      case 'rate-limited': throw refused(result.waitSeconds)
       case 'unknown-sheet': throw new UnknownSheet()
       case 'closed': throw new Forbidden('this attendance sheet is closed')
       case 'duplicate': throw new Conflict('already-registered', 'this student number is already on this sheet')
