@@ -1,16 +1,25 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import postgres from 'postgres'
+import { createSql, isClientDataError } from '../../db/pool.js'
 import { signUp } from '../../../test/helpers/accounts.js'
 import { createDatabase, type TestDatabase } from '../../../test/helpers/database.js'
 import { request, type Response } from '../../../test/helpers/http.js'
 import { inWaves } from '../../../test/helpers/load.js'
-import { killGroup, spawnServer, type ServerProcess } from '../../../test/helpers/servers.js'
+import { killGroup, spawnServer, startApp, type ServerProcess } from '../../../test/helpers/servers.js'
+import { until } from '../../../test/helpers/wait.js'
+import { Unavailable } from '../../platform/errors.js'
+import { incrementBatcher } from './batcher.js'
+
+interface Replica { url: string, close(): Promise<void> }
 
 let db: TestDatabase
-let servers: ServerProcess[]
+let servers: Replica[]
 let auth: Record<string, string>
+const started: Replica[] = []
 
-const increment = (server: ServerProcess, key: string, value: unknown, headers = auth) =>
+const increment = (server: { url: string }, key: string, value: unknown, headers = auth) =>
   request(server.url, 'POST', '/increment', { json: { key, value }, headers })
 
 async function storedTotal(key: string): Promise<number | undefined> {
@@ -18,14 +27,48 @@ async function storedTotal(key: string): Promise<number | undefined> {
   return row ? Number(row.value) : undefined
 }
 
+/** An in-process replica with a pool of its own, as a served one has (its timeouts included). */
+async function replica(env: Record<string, string> = {}): Promise<Replica> {
+  const statementTimeoutMs = Number(env.DATABASE_STATEMENT_TIMEOUT_MS ?? 5000)
+  const sql = createSql(db.url, { statementTimeoutMs, lockTimeoutMs: Math.min(1000, statementTimeoutMs) })
+  // The test's clients share this event loop with both replicas: its delay would measure them, not a replica.
+  const { url, app } = await startApp(sql, { OVERLOAD_EVENT_LOOP_DELAY_MS: '0', ...env })
+  const server = { url, async close() { await app.close(); await sql.end({ timeout: 5 }) } }
+  started.push(server)
+  return server
+}
+
+/** One figure from a replica's /metrics, e.g. `tandem_increments_refused_total{reason="deadline"}`. */
+async function metric(server: { url: string }, series: string): Promise<number> {
+  const text = (await request(server.url, 'GET', '/metrics')).text
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `))
+  return Number(line?.slice(series.length + 1))
+}
+
+/** A session of its own, without the pool's timeouts, holding a lock until `release()`. */
+async function holdLock(statement: (tx: postgres.TransactionSql) => Promise<unknown>) {
+  const holder = postgres(db.url, { max: 1, onnotice: () => {} })
+  let release!: () => void
+  const released = new Promise<void>((resolve) => { release = resolve })
+  let locked!: () => void
+  const holding = new Promise<void>((resolve) => { locked = resolve })
+  const done = holder.begin(async (tx) => {
+    await statement(tx)
+    locked()
+    await released
+  }).finally(() => holder.end())
+  await holding
+  return { release: async () => { release(); await done } }
+}
+
 before(async () => {
-  db = await createDatabase()
-  servers = await Promise.all([1, 2].map(() => spawnServer('serve', { DATABASE_URL: db.url })))
+  db = await createDatabase({ migrated: true, statementTimeoutMs: 5000, lockTimeoutMs: 1000 })
+  servers = await Promise.all([1, 2].map(() => replica()))
   auth = (await signUp(servers[0].url)).bearer
 })
 
 after(async () => {
-  await Promise.all(servers.map((server) => server.stop()))
+  await Promise.all(started.map((server) => server.close()))
   await db.drop()
 })
 
@@ -94,6 +137,173 @@ describe('POST /increment', () => {
     assert.deepEqual(others.map((res) => res.status), Array(5).fill(200))
     assert.equal(await storedTotal('huge'), 9007199254740000)
     assert.equal(await storedTotal('neighbour'), 5)
+  })
+})
+
+describe('the batcher, on data PostgreSQL stores differently or refuses', () => {
+  const batcher = () => incrementBatcher(db.sql, { windowMs: 20, queueMax: 100, maxLagMs: 1000, lockTimeoutMs: 1000 })
+
+  test('when PostgreSQL stores a key as a different text (lone surrogates), then every increment is answered with the total it returned, and counted once', async () => {
+    const increments = batcher()
+
+    const answers = await Promise.allSettled([
+      increments.add('lone-\ud800', 2),
+      increments.add('pair-\ud800', 1), // both arrive as 'pair-\ufffd': one row
+      increments.add('pair-\udc00', 3),
+      increments.add('plain', 4)
+    ])
+
+    assert.deepEqual(answers, [2, 1, 4, 4].map((value) => ({ status: 'fulfilled', value })))
+    assert.equal(await storedTotal('lone-\ufffd'), 2)
+    assert.equal(await storedTotal('pair-\ufffd'), 4)
+    assert.equal(await storedTotal('plain'), 4)
+  })
+
+  test('when PostgreSQL refuses one increment of a batch (classes 22 and 23), then only that one is refused and the others commit', async () => {
+    const max = Number.MAX_SAFE_INTEGER
+    await db.sql`insert into increments (key, value) values ('near-the-edge', ${max - 10})`
+    const increments = batcher()
+
+    const answers = await Promise.allSettled([
+      increments.add('near-the-edge', 5),
+      increments.add('near-the-edge', 10), // past the total's range: 23514
+      increments.add('near-the-edge', 3),
+      increments.add('with-nul-\u0000', 1), // text PostgreSQL cannot hold: 22021
+      increments.add('y'.repeat(201), 1), // longer than a key may be: 23514
+      increments.add('innocent', 1),
+      increments.add('innocent', 2)
+    ])
+
+    const outcomes = answers.map((answer) => answer.status === 'fulfilled' ? answer.value : isClientDataError(answer.reason) && 'refused')
+    assert.deepEqual(outcomes, [max - 5, 'refused', max - 2, 'refused', 'refused', 1, 3])
+    assert.equal(await storedTotal('near-the-edge'), max - 2)
+    assert.equal(await storedTotal('innocent'), 3)
+    assert.equal((await db.sql`select count(*)::int as n from increments where key like 'with-nul-%' or key like 'yyy%'`)[0].n, 0)
+  })
+})
+
+describe('the batcher, when no pool connection is free', () => {
+  test('when its statement gets no pool connection, the increment is refused 503 by its deadline and never written', async () => {
+    const pool = createSql(db.url, { max: 1, statementTimeoutMs: 1000 })
+    const only = await pool.reserve() // the one connection, busy elsewhere
+    const increments = incrementBatcher(pool, { windowMs: 0, queueMax: 10, maxLagMs: 200, lockTimeoutMs: 1000 })
+    try {
+      const answer = await Promise.race([
+        increments.add('no-connection', 1).then((total) => ({ total }), (error: unknown) => ({ error })),
+        sleep(5000).then(() => 'unanswered' as const)
+      ])
+      only.release()
+
+      assert.ok(typeof answer === 'object' && 'error' in answer && answer.error instanceof Unavailable, `refused, not ${JSON.stringify(answer)}`)
+      assert.equal(increments.size(), 0)
+      assert.equal(await increments.add('no-connection-after', 1), 1)
+      assert.equal(await storedTotal('no-connection'), undefined)
+    } finally {
+      only.release()
+      await pool.end({ timeout: 5 })
+    }
+  })
+})
+
+describe('POST /increment with ill-formed Unicode', () => {
+  test('a key with a lone surrogate gets 422 and writes nothing; other users\' increments of the same moment count', async () => {
+    const other = await signUp(servers[1].url)
+
+    const [lone, inside, ...others] = await Promise.all([
+      increment(servers[0], '\ud800', 1),
+      increment(servers[0], 'a\ud800b', 1),
+      ...Array.from({ length: 4 }, (_, i) => increment(servers[i % 2], 'well-formed', 1, other.bearer))
+    ])
+
+    assert.deepEqual([lone.status, inside.status], [422, 422])
+    assert.equal(lone.body.error, 'invalid-input')
+    assert.deepEqual(others.map((res) => res.status), [200, 200, 200, 200])
+    assert.equal(await storedTotal('\ufffd'), undefined)
+    assert.equal(await storedTotal('a\ufffdb'), undefined)
+    assert.equal(await storedTotal('well-formed'), 4)
+  })
+})
+
+describe('POST /increment when PostgreSQL is locked or slow', () => {
+  test('a row lock held 15 s on one key: every increment answered within 8 s, other keys acknowledged within the deadline, nothing acknowledged lost', async () => {
+    const [locked, free] = ['locked-row', 'beside-the-lock']
+    await db.sql`insert into increments (key, value) values (${locked}, 0)`
+    const answers: Array<{ key: string, status: number, ms: number }> = []
+    const lock = await holdLock((tx) => tx`select 1 from increments where key = ${locked} for update`)
+    const lockEnds = Date.now() + 15_000
+
+    const lane = async (index: number) => {
+      const key = index % 2 ? locked : free
+      while (Date.now() < lockEnds) {
+        const sentAt = Date.now()
+        const res = await increment(servers[index % 4 < 2 ? 0 : 1], key, 1)
+        answers.push({ key, status: res.status, ms: Date.now() - sentAt })
+        await sleep(50)
+      }
+    }
+    await Promise.all([...Array.from({ length: 8 }, (_, index) => lane(index)), sleep(15_000).then(lock.release)])
+
+    const slow = answers.filter((answer) => answer.ms > 8000)
+    assert.deepEqual(slow, [], 'answered within 8 s')
+    assert.deepEqual(answers.filter((answer) => answer.status !== 200 && answer.status !== 503), [])
+    const beside = answers.filter((answer) => answer.key === free)
+    assert.ok(beside.length > 100)
+    assert.deepEqual(beside.filter((answer) => answer.status !== 200 || answer.ms > 6000), [], 'the other key acknowledged within the deadline')
+    for (const key of [locked, free]) {
+      const acknowledged = answers.filter((answer) => answer.key === key && answer.status === 200).length
+      assert.equal(await storedTotal(key), acknowledged, `${key}: stored exactly what was acknowledged`)
+    }
+  })
+
+  test('when every batch is stuck, an increment still queued at its deadline gets 503 and leaves the queue; nothing is written', async () => {
+    // Deadline: INCREMENT_MAX_LAG_MS + DATABASE_STATEMENT_TIMEOUT_MS = 1.25 s.
+    const env = { INCREMENT_MAX_LAG_MS: '250', DATABASE_STATEMENT_TIMEOUT_MS: '1000' }
+    const replicas = await Promise.all([replica(env), replica(env)])
+    const lock = await holdLock((tx) => tx`lock table increments in share mode`)
+    const answers: Array<{ status: number, retryAfter: string | null, ms: number }> = []
+
+    await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+      await sleep(i * 25) // a stream: some are sent (and time out), the rest wait in the queue
+      const sentAt = Date.now()
+      const res = await increment(replicas[i % 2], `stuck-${i}`, 1)
+      answers.push({ status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - sentAt })
+    }))
+    const queued = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_queued')))
+    const lag = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_persist_lag_seconds')))
+    const expired = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_refused_total{reason="deadline"}')))
+    await lock.release()
+
+    assert.deepEqual(answers.filter((answer) => answer.status !== 503 || answer.retryAfter !== '1'), [])
+    assert.deepEqual(answers.filter((answer) => answer.ms > 1250 + 500), [], 'answered by the deadline')
+    assert.deepEqual([queued, lag], [[0, 0], [0, 0]], 'nothing left in the queues')
+    assert.equal(expired[0] + expired[1], 60)
+    assert.equal((await db.sql`select count(*)::int as n from increments where key like 'stuck-%'`)[0].n, 0)
+    assert.equal((await increment(replicas[0], 'stuck-after', 1)).status, 200)
+  })
+
+  test('past INCREMENT_QUEUE_MAX increments waiting in one process, a fast 503 with Retry-After, and nothing written', async () => {
+    const capped = await replica({ INCREMENT_QUEUE_MAX: '5', INCREMENT_MAX_LAG_MS: '5000' })
+    const lock = await holdLock((tx) => tx`lock table increments in share mode`)
+
+    const held = Array.from({ length: 5 }, () => increment(capped, 'within-the-cap', 1))
+    let heldAnswered = false
+    void Promise.all(held).then(() => { heldAnswered = true })
+    let refused: Response[]
+    let answeredFirst: boolean
+    try {
+      await until(async () => await metric(capped, 'tandem_increments_queued') === 5, 'five increments queued', 5000)
+      refused = await Promise.all(Array.from({ length: 5 }, () => increment(capped, 'past-the-cap', 1)))
+      answeredFirst = !heldAnswered
+    } finally {
+      await lock.release()
+    }
+
+    assert.deepEqual(refused.map((res) => [res.status, res.headers.get('retry-after')]), Array(5).fill([503, '1']))
+    assert.ok(answeredFirst, 'refused while the queue was still full')
+    assert.deepEqual((await Promise.all(held)).map((res) => res.status), [200, 200, 200, 200, 200])
+    assert.equal(await storedTotal('within-the-cap'), 5)
+    assert.equal(await storedTotal('past-the-cap'), undefined)
+    assert.equal(await metric(capped, 'tandem_increments_refused_total{reason="queue-full"}'), 5)
   })
 })
 

@@ -8,7 +8,7 @@ import { IncrementResult, KeyParams, KeyState, NewIncrement } from './schema.js'
 
 export interface IncrementsOptions {
   sql: Sql
-  config: Pick<Config, 'incrementBatchWindowMs'>
+  config: Pick<Config, 'incrementBatchWindowMs' | 'incrementQueueMax' | 'incrementMaxLagMs' | 'databaseLockTimeoutMs'>
 }
 
 /** Shared counters by key: exact sums from any number of replicas, durable before acknowledged. */
@@ -24,12 +24,30 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
     help: 'Increments committed to PostgreSQL',
     registers: [app.metrics]
   })
+  const refused = new Counter({
+    name: 'tandem_increments_refused_total',
+    help: 'Increments answered 503 and not written: the queue was full, or they could not be committed in time',
+    labelNames: ['reason'],
+    registers: [app.metrics]
+  })
+  // Both series exist from the start, so an alert on their rate sees 0 rather than nothing.
+  for (const reason of ['queue-full', 'deadline']) refused.inc({ reason }, 0)
   const batcher = incrementBatcher(sql, {
     windowMs: config.incrementBatchWindowMs,
+    queueMax: config.incrementQueueMax,
+    maxLagMs: config.incrementMaxLagMs,
+    lockTimeoutMs: config.databaseLockTimeoutMs,
     onCommit: (size) => {
       perCommit.observe(size)
       committed.inc(size)
-    }
+    },
+    onRefuse: (reason, count) => refused.inc({ reason }, count)
+  })
+  new Gauge({
+    name: 'tandem_increments_queued',
+    help: 'Increments of this process waiting for their commit or in flight (capped by INCREMENT_QUEUE_MAX)',
+    registers: [app.metrics],
+    collect() { this.set(batcher.size()) }
   })
   // The contract bounds how far PostgreSQL may trail acknowledged increments; here it trails only
   // the ones not yet acknowledged, and this is how long the oldest of them has waited.
@@ -47,7 +65,7 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
       summary: 'Add to a key; answers its new total once committed',
       security: [{ bearer: [] }],
       body: NewIncrement,
-      response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody }
+      response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody, 503: ErrorBody }
     }
   }, async (request) => {
     const { key, value } = request.body
