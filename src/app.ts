@@ -10,7 +10,7 @@ import { counterRoutes } from './modules/counter/routes.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
 import { incrementsRoutes } from './modules/increments/routes.js'
 import { docsPlugin } from './platform/docs.js'
-import { clientError, errorsPlugin, frameworkError } from './platform/errors.js'
+import { clientError, errorsPlugin, frameworkError, refuseConnect, unmetExpectation } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
 import { loggerOptions } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
@@ -40,7 +40,7 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     // A slow client holds a socket, never more: its headers within headersTimeoutMs (checked every
     // second, not Node's default 30 s), the whole request within 30 s, an idle kept-alive socket closed
     // after keepAliveTimeoutMs (longer than nginx's upstream keepalive_timeout, so nginx closes first).
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000 },
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000, requireHostHeader: false },
     requestTimeout: Math.max(30_000, config.headersTimeoutMs),
     keepAliveTimeout: config.keepAliveTimeoutMs,
     // A GET answered for a HEAD would run its handler: the counter would count, a session be touched.
@@ -52,6 +52,8 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     trustProxy: config.trustProxy // request.ip, which the rate limits count by
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = config.maxConnections
+  app.server.on('checkExpectation', unmetExpectation)
+  app.server.on('connect', refuseConnect)
 
   useValidation(app)
   app.addHook('onResponse', async (request, reply) => {

@@ -191,6 +191,29 @@ describe("the framework's own errors", () => {
     const res = await request(base, 'GET', '/health')
     assert.equal(res.status, 200, 'the process is still serving')
   })
+
+  test('when HTTP/1.1 comes without Host, an unknown Expect or a CONNECT, then 400, 417 or 405 in the JSON error shape', async () => {
+    const cases: Array<[bytes: string, status: number, code: string]> = [
+      ['GET /health HTTP/1.1\r\n\r\n', 400, 'bad-request'],
+      ['GET /health HTTP/1.1\r\nHost: x\r\nExpect: 999-nope\r\n\r\n', 417, 'expectation-failed'],
+      ['CONNECT 127.0.0.1:5432 HTTP/1.1\r\nHost: 127.0.0.1:5432\r\n\r\n', 405, 'method-not-allowed']
+    ]
+    for (const [bytes, expected, code] of cases) {
+      const { status, body } = rawJson(await rawExchange(bytes))
+      assert.equal(status, expected, JSON.stringify(bytes))
+      assert.equal(body.error, code)
+    }
+  })
+
+  test('when a body nests thousands of levels deep, then a 4xx, never a 500', async () => {
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`
+    const res = await request(base, 'POST', '/clientes/1/transacoes', {
+      body: `{"deep":${deep},"valor":1,"tipo":"c","descricao":"a\\ud800"}`,
+      headers: { 'content-type': 'application/json' }
+    })
+    assert.ok(res.status >= 400 && res.status < 500, `${res.status} ${res.text.slice(0, 200)}`)
+    assertErrorShape(res)
+  })
 })
 
 describe('security headers', () => {

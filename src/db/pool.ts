@@ -53,7 +53,7 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
       query.then = function (onFulfilled: unknown, onRejected: unknown) {
         if (!armed) {
           armed = true
-          const timer = setTimeout(() => query.cancel(), deadlineMs)
+          const timer = setTimeout(() => cancel(query), deadlineMs)
           const settled = () => clearTimeout(timer)
           then.call(query, settled, settled)
         }
@@ -62,6 +62,17 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
       return query
     }
   })
+}
+
+/**
+ * query.cancel() drops the promise of the cancel request it sends; should that request fail (the
+ * database just went away), its rejection would be unhandled and end the process. The canceller is
+ * called here instead, and its failure ignored: the query then fails by itself.
+ */
+function cancel(query: { canceller?: ((query: unknown) => Promise<unknown> | undefined) | null }) {
+  const canceller = query.canceller
+  query.canceller = null
+  canceller?.(query)?.catch(() => {})
 }
 
 const isTemplateCall = (args: unknown[]) => Array.isArray(args[0]) && Object.hasOwn(args[0], 'raw')

@@ -1,5 +1,6 @@
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
@@ -77,7 +78,11 @@ const fastifyCodes: Record<string, string> = {
 
 interface Rendered { status: number, code: string, message: string, details?: string[], retryAfter?: number }
 
-function render (error: FastifyError & { details?: string[] }): Rendered {
+function render (error: FastifyError & { details?: string[] }, request: FastifyRequest): Rendered {
+  // The client hung up or broke the framing mid-body: its fault, and nothing ran.
+  if (request.raw.readableAborted || error.message === 'aborted') {
+    return { status: 400, code: 'bad-request', message: 'the request body was cut off' }
+  }
   if (error instanceof TooManyRequests || error instanceof Unavailable) {
     return { status: error.statusCode, code: error.code, message: error.message, retryAfter: error.retryAfterSeconds }
   }
@@ -96,19 +101,30 @@ function render (error: FastifyError & { details?: string[] }): Rendered {
 /** The one place errors become responses: 4xx explain themselves, 5xx are logged and never leak a stack. */
 export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { exposeErrors: boolean }) => {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const { status, code, message, details, retryAfter } = render(error)
+    const { status, code, message, details, retryAfter } = render(error, request)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.debug({ err: error.message, code }, 'request rejected')
     const body: Record<string, unknown> = { error: code, message }
     if (details) body.details = details
     if (status === 500 && exposeErrors) body.stack = error.stack
+    // Also for errors raised before the security headers' hook has run (an early onRequest hook).
+    reply.header('x-content-type-options', 'nosniff')
     if (status === 503) reply.header('retry-after', '1')
     if (retryAfter) reply.header('retry-after', String(retryAfter))
     return reply.code(status).send(body)
   })
 
+  // Node lets an HTTP/1.1 request without Host through (requireHostHeader is off, since Node's own
+  // refusal is a bare 400 without a body); it is refused here, in our shape.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      reply.header('connection', 'close')
+      throw new HttpError(400, 'bad-request', 'an HTTP/1.1 request needs a Host header')
+    }
+  })
+
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: 'not-found', message: `no route for ${request.method} ${request.url.split('?')[0]}` })
+    reply.code(404).header('x-content-type-options', 'nosniff').send({ error: 'not-found', message: `no route for ${request.method} ${request.url.split('?')[0]}` })
   )
 }, { name: 'errors' })
 
@@ -148,4 +164,25 @@ export function clientError (error: Error & { code?: string }, socket: Socket) {
   const status = clientErrorStatus[error.code ?? ''] ?? 400
   const body = JSON.stringify({ error: clientErrorCodes[status], message: `${STATUS_CODES[status]}: the request could not be read` })
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
+}
+
+/** The JSON body of an answer written by hand, outside Fastify, with the headers every answer has. */
+function rawAnswer (status: number, code: string, message: string, extra: Record<string, string> = {}) {
+  const body = JSON.stringify({ error: code, message })
+  const headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-content-type-options': 'nosniff', connection: 'close', ...extra }
+  return { headers, body }
+}
+
+/** `Expect:` other than 100-continue (which Node answers itself): 417 in our shape. */
+export function unmetExpectation (_request: IncomingMessage, response: ServerResponse) {
+  const { headers, body } = rawAnswer(417, 'expectation-failed', 'only "Expect: 100-continue" is understood')
+  response.writeHead(417, headers).end(body)
+}
+
+/** CONNECT asks for a tunnel, which this server never is: 405 in our shape, then the socket closes. */
+export function refuseConnect (_request: IncomingMessage, socket: Duplex) {
+  const { headers, body } = rawAnswer(405, 'method-not-allowed', 'CONNECT is not supported', { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE' })
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}`).join('\r\n')
+  socket.on('error', () => socket.destroy())
+  socket.end(`HTTP/1.1 405 Method Not Allowed\r\n${head}\r\n\r\n${body}`)
 }

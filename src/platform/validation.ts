@@ -14,15 +14,24 @@ const compile: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
 // In Unicode mode a surrogate pair is one code point, so this matches only a lone (ill-formed) surrogate.
 const loneSurrogate = /\p{Cs}/u
 
-/** The path of the first string (key or value) holding a lone surrogate, or undefined when all are well formed. */
-function illFormedText (value: unknown, path = ''): string | undefined {
-  if (typeof value === 'string') return loneSurrogate.test(value) ? path : undefined
-  if (typeof value !== 'object' || value === null) return undefined
-  for (const [key, item] of Object.entries(value)) {
-    const field = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`
-    if (loneSurrogate.test(key)) return field
-    const found = illFormedText(item, field)
-    if (found !== undefined) return found
+/**
+ * The path of the first string (key or value) holding a lone surrogate, or undefined when all are well
+ * formed. Iterative: a body may nest thousands of levels deep within the body limit.
+ */
+function illFormedText (root: unknown): string | undefined {
+  const pending: Array<[value: unknown, path: string]> = [[root, '']]
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [value, path] = next
+    if (typeof value === 'string') {
+      if (loneSurrogate.test(value)) return path
+      continue
+    }
+    if (typeof value !== 'object' || value === null) continue
+    for (const [key, item] of Object.entries(value)) {
+      const field = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`
+      if (loneSurrogate.test(key)) return field
+      pending.push([item, field])
+    }
   }
   return undefined
 }
