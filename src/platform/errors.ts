@@ -161,6 +161,13 @@ export function clientError (error: Error & { code?: string }, socket: Socket) {
     socket.destroy()
     return
   }
+  // A request before the unreadable one on the same connection (pipelining) is still being answered:
+  // its answer goes out first, so the client learns what became of it.
+  const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inProgress && !inProgress.writableFinished) {
+    inProgress.once('close', () => clientError(error, socket))
+    return
+  }
   const status = clientErrorStatus[error.code ?? ''] ?? 400
   const body = JSON.stringify({ error: clientErrorCodes[status], message: `${STATUS_CODES[status]}: the request could not be read` })
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
