@@ -163,8 +163,9 @@ export function clientError (error: Error & { code?: string }, socket: Socket) {
   }
   // A request before the unreadable one on the same connection (pipelining) is still being answered:
   // its answer goes out first, so the client learns what became of it.
+  // A request whose own body is what could not be read never completes: it is answered now.
   const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inProgress && !inProgress.writableFinished) {
+  if (inProgress && !inProgress.writableFinished && inProgress.req.complete) {
     inProgress.once('close', () => clientError(error, socket))
     return
   }

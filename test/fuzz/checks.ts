@@ -85,7 +85,11 @@ export function judgeRaw (c: RawCase, result: RawResult): Problem[] {
     else if (c.refusedOnly) problems.push({ check: 'hostile request accepted', note: `${response.status} ${snippet(response.body)}` })
   }
   const wanted = c.responses ?? 1
-  if (c.expect === 'answer' && result.responses.length < wanted) {
+  // A server may answer an error and close the connection, saying so (RFC 9112 §9.6): the requests
+  // pipelined behind it are then unanswered by design, and the client knows to resend them.
+  const last = result.responses.at(-1)
+  const closedAfterError = !!last && last.status >= 400 && result.closedByServer && /close/i.test(String(last.headers.connection ?? ''))
+  if (c.expect === 'answer' && result.responses.length < wanted && !closedAfterError) {
     const heard = result.trailing.length > 0 ? `unreadable bytes ${snippet(result.trailing)}` : result.closedByServer ? 'the server closed the connection' : `nothing within ${c.boundMs} ms`
     const check = result.responses.length > 0 ? 'pipelined request left unanswered'
       : result.closedByServer && result.trailing.length === 0 ? 'connection closed without an answer' : 'no readable answer'
