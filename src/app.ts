@@ -56,9 +56,12 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   app.server.on('connect', refuseConnect)
 
   useValidation(app)
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
-  })
+  if (config.logLevel === 'debug' || config.logLevel === 'trace') {
+    app.addHook('onResponse', (request, reply, done) => {
+      request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
+      done()
+    })
+  }
 
   await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
   await app.register(metricsPlugin)

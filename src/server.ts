@@ -29,11 +29,12 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
   let closing: Promise<void> | undefined
   // While draining, a request that arrives on a kept-alive connection gets our 503, and every answer
   // closes its connection: a kept-alive socket would hold the close open.
-  app.addHook('onRequest', async () => {
-    if (closing) throw new Unavailable('shutting down, retry on another replica')
+  app.addHook('onRequest', (_request, _reply, done) => {
+    done(closing ? new Unavailable('shutting down, retry on another replica') : undefined)
   })
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
+    done(null, payload)
   })
   const shutdown = (signal: string) => {
     closing ??= (async () => {

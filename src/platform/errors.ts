@@ -116,11 +116,13 @@ export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { 
 
   // Node lets an HTTP/1.1 request without Host through (requireHostHeader is off, since Node's own
   // refusal is a bare 400 without a body); it is refused here, in our shape.
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
       reply.header('connection', 'close')
-      throw new HttpError(400, 'bad-request', 'an HTTP/1.1 request needs a Host header')
+      done(new HttpError(400, 'bad-request', 'an HTTP/1.1 request needs a Host header'))
+      return
     }
+    done()
   })
 
   app.setNotFoundHandler((request, reply) =>

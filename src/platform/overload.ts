@@ -1,4 +1,4 @@
-import underPressure from '@fastify/under-pressure'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter } from 'prom-client'
@@ -18,43 +18,59 @@ export interface OverloadOptions {
   config: Pick<Config, 'overloadEventLoopDelayMs' | 'overloadMaxInFlight'>
 }
 
-// How often the event-loop delay is sampled: short, so shedding starts and stops within a fraction of a second.
+// How often the event-loop delay is read: short, so shedding starts and stops within a fraction of a second.
 const sampleIntervalMs = 100
 
 /**
  * Load shedding at the edge of the replica: past an event-loop delay or a number of requests in
- * progress, a new request is refused at once with 503 and Retry-After, before it touches the
- * database, so the requests already admitted are answered within the latency objective instead of
- * everything queueing until clients time out and the balancer ejects the replica.
+ * progress, a new request is refused at once with 503 and Retry-After, before its body is read or the
+ * database is asked, so the requests already admitted are answered within the latency objective
+ * instead of everything queueing until clients time out and the balancer ejects the replica.
+ * (@fastify/under-pressure measures the same delay; this is its one check, in the same synchronous
+ * hook as the in-flight count, since every hook is paid by every request of the hottest routes.)
  */
 export const overloadPlugin = fp(async (app: FastifyInstance, { config }: OverloadOptions) => {
+  const { overloadEventLoopDelayMs: maxDelayMs, overloadMaxInFlight: maxInFlight } = config
+  if (maxDelayMs === 0 && maxInFlight === 0) return
   const refused = new Counter({
     name: 'tandem_overload_refused_total',
     help: 'Requests refused with 503 because this replica was overloaded, by the bound that was passed',
     labelNames: ['reason'],
     registers: [app.metrics]
   })
-  const refuse = (reason: 'event-loop-delay' | 'in-flight') => {
-    refused.inc({ reason })
-    return new Unavailable('this replica is overloaded, retry shortly', 1, 'overloaded')
+
+  let delayMs = 0
+  if (maxDelayMs > 0) {
+    const histogram = monitorEventLoopDelay({ resolution: 10 })
+    histogram.enable()
+    const timer = setInterval(() => {
+      // The resolution itself is not delay; no sample at all in a whole interval: the loop was stuck.
+      delayMs = histogram.count === 0 ? Infinity : histogram.mean / 1e6 - 10
+      histogram.reset()
+    }, sampleIntervalMs).unref()
+    app.addHook('onClose', async () => {
+      clearInterval(timer)
+      histogram.disable()
+    })
   }
 
   let inFlight = 0
-  app.addHook('onRequest', async (request, reply) => {
+  const release = () => { inFlight-- }
+  app.addHook('onRequest', (request, reply, done) => {
     const { longLived, exemptFromShedding } = request.routeOptions.config
-    if (longLived) return
-    if (config.overloadMaxInFlight > 0 && inFlight >= config.overloadMaxInFlight && !exemptFromShedding) throw refuse('in-flight')
-    inFlight++
-    reply.raw.once('close', () => { inFlight-- })
-  })
-
-  if (config.overloadEventLoopDelayMs > 0) {
-    await app.register(underPressure, {
-      maxEventLoopDelay: config.overloadEventLoopDelayMs,
-      sampleInterval: sampleIntervalMs,
-      pressureHandler: async (request) => {
-        if (!request.routeOptions.config.exemptFromShedding) throw refuse('event-loop-delay')
+    if (!exemptFromShedding) {
+      const reason = maxDelayMs > 0 && delayMs > maxDelayMs ? 'event-loop-delay'
+        : maxInFlight > 0 && inFlight >= maxInFlight && !longLived ? 'in-flight' : undefined
+      if (reason) {
+        refused.inc({ reason })
+        done(new Unavailable('this replica is overloaded, retry shortly', 1, 'overloaded'))
+        return
       }
-    })
-  }
+    }
+    if (!longLived) {
+      inFlight++
+      reply.raw.on('close', release)
+    }
+    done()
+  })
 }, { name: 'overload', dependencies: ['metrics'] })
