@@ -7,6 +7,7 @@
  *   --target URL        load a server that is already running instead (fresh database for the final balance check)
  *   --connections N     most connections the driver opens (default 2048)
  *   --pool-max N        DATABASE_POOL_MAX of each API process (default 10)
+ *   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
  *
  * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there.
  */
@@ -27,6 +28,7 @@ interface Options {
   target: string | undefined
   connections: number
   poolMax: number
+  serverEnv: Record<string, string>
 }
 
 function parseOptions(): Options {
@@ -37,7 +39,8 @@ function parseOptions(): Options {
       topology: { type: 'string', default: 'nginx' },
       target: { type: 'string' },
       connections: { type: 'string', default: '2048' },
-      'pool-max': { type: 'string', default: '10' }
+      'pool-max': { type: 'string', default: '10' },
+      'server-env': { type: 'string', default: '' }
     }
   })
   if (values.topology !== 'nginx' && values.topology !== 'cluster') throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
@@ -47,7 +50,12 @@ function parseOptions(): Options {
     topology: values.topology,
     target: values.target?.replace(/\/$/, ''),
     connections: Math.round(positive('--connections', values.connections)),
-    poolMax: Math.round(positive('--pool-max', values['pool-max']))
+    poolMax: Math.round(positive('--pool-max', values['pool-max'])),
+    serverEnv: Object.fromEntries(values['server-env'].split(',').filter(Boolean).map((pair) => {
+      const [name, ...value] = pair.split('=')
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(name) || value.length === 0) throw new Error(`--server-env takes NAME=value pairs, not ${pair}`)
+      return [name, value.join('=')]
+    }))
   }
 }
 
@@ -86,7 +94,7 @@ async function main() {
   const startedAt = new Date()
   const pinning = pin()
   const topology = options.target ? undefined : chooseTopology(options.topology)
-  const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax)
+  const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
   const abort = new AbortController()
   const abandon = (reason: unknown, exitCode: number) => {
     console.error(`\n${reason instanceof Error ? reason.stack : String(reason)}\nstopping the load and tearing the servers down...`)
