@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import type { Sql } from './db/pool.js'
+import { oldestQueryWaitMs, type Sql } from './db/pool.js'
 import type { Redis } from './db/redis.js'
 import { accountsRoutes } from './modules/accounts/routes.js'
 import { attendanceRoutes } from './modules/attendance/routes.js'
@@ -65,7 +65,7 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
 
   await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
   await app.register(metricsPlugin)
-  await app.register(overloadPlugin, { config })
+  await app.register(overloadPlugin, { config, databaseWaitMs: () => oldestQueryWaitMs(sql) })
   await app.register(sessionsPlugin, { sql, config })
   await app.register(securityPlugin)
   await app.register(docsPlugin)

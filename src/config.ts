@@ -51,7 +51,8 @@ const ConfigSchema = Type.Object({
   EVENT_STREAMS_PER_PROCESS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
   EVENT_STREAM_BUFFER_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 64 * 1024 }),
   OVERLOAD_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 200 }),
-  OVERLOAD_MAX_IN_FLIGHT: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 256 }),
+  OVERLOAD_MAX_IN_FLIGHT: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 2048 }),
+  OVERLOAD_DATABASE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000 }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000 }),
   KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
   MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 4096 })
@@ -135,6 +136,8 @@ export interface Config {
   overloadEventLoopDelayMs: number
   /** Requests in progress in one process past which new ones get 503 (0: no limit; streams not counted). */
   overloadMaxInFlight: number
+  /** How long the oldest unanswered query may have waited before new requests get 503 (0: no limit). */
+  overloadDatabaseWaitMs: number
   /** The longest a client may take to send its request headers. */
   headersTimeoutMs: number
   /** How long an idle kept-alive connection stays open. */
@@ -204,6 +207,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventStreamBufferBytes: value.EVENT_STREAM_BUFFER_BYTES,
     overloadEventLoopDelayMs: value.OVERLOAD_EVENT_LOOP_DELAY_MS,
     overloadMaxInFlight: value.OVERLOAD_MAX_IN_FLIGHT,
+    overloadDatabaseWaitMs: value.OVERLOAD_DATABASE_WAIT_MS,
     headersTimeoutMs: value.HEADERS_TIMEOUT_MS,
     keepAliveTimeoutMs: value.KEEP_ALIVE_TIMEOUT_MS,
     maxConnections: value.MAX_CONNECTIONS,

@@ -140,6 +140,27 @@ describe('load shedding', () => {
     assert.equal(resumed.status, 200)
   })
 
+  test('when the oldest query has waited on the database past OVERLOAD_DATABASE_WAIT_MS, then new requests get a fast 503 until it is answered', async () => {
+    const url = await replica({ OVERLOAD_DATABASE_WAIT_MS: '300' })
+    await db.sql`insert into clientes (id, limite, saldo) values (7102, 100000, 0)`
+    const release = await holdLock((tx) => tx`select * from clientes where id = 7102 for update`)
+    let held: Promise<Response> | undefined
+    try {
+      held = request(url, 'POST', '/clientes/7102/transacoes', { json: { valor: 1, tipo: 'c', descricao: 'held' } })
+      await sleep(500) // its statement has now waited longer than the bound (the lock wait is 1 s)
+
+      const shed = await timed(() => request(url, 'GET', '/clientes/1/extrato'))
+
+      assert.equal(shed.status, 503)
+      assert.equal(shed.body.error, 'overloaded')
+      assert.ok(shed.ms < 300, `refused after ${shed.ms} ms`)
+    } finally {
+      await release()
+    }
+    await held
+    await until(async () => (await request(url, 'GET', '/clientes/1/extrato')).status === 200, 'the replica to accept again', 5000)
+  })
+
   test('when the event loop is delayed past OVERLOAD_EVENT_LOOP_DELAY_MS, then requests get 503 until it recovers', async () => {
     const url = await replica({ OVERLOAD_EVENT_LOOP_DELAY_MS: '40' })
     // The app shares this process's event loop: keep it busy in slices, as a replica drowning in work would be.

@@ -59,6 +59,11 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
   let head = 0
   let sweeper: NodeJS.Timeout | undefined
 
+  function oldestWaitMs() {
+    while (head < armed.length && !armed[head].query) head++
+    return head < armed.length ? performance.now() - armed[head].sentAt : 0
+  }
+
   function sweep() {
     const oldest = performance.now() - deadlineMs
     for (; head < armed.length && (!armed[head].query || armed[head].sentAt <= oldest); head++) {
@@ -107,8 +112,18 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
     }
     return query
   }
-  return Object.assign(deadlined, sql) as unknown as Sql
+  const wrapped = Object.assign(deadlined, sql) as unknown as Sql
+  waits.set(wrapped, oldestWaitMs)
+  return wrapped
 }
+
+const waits = new WeakMap<Sql, () => number>()
+
+/**
+ * How long the oldest query not yet answered has waited, in ms (0 when none, or for a pool made
+ * without a deadline): the database's queueing delay as this process sees it, for load shedding.
+ */
+export const oldestQueryWaitMs = (sql: Sql): number => waits.get(sql)?.() ?? 0
 
 /**
  * query.cancel() drops the promise of the cancel request it sends; should that request fail (the

@@ -15,23 +15,26 @@ declare module 'fastify' {
 }
 
 export interface OverloadOptions {
-  config: Pick<Config, 'overloadEventLoopDelayMs' | 'overloadMaxInFlight'>
+  config: Pick<Config, 'overloadEventLoopDelayMs' | 'overloadMaxInFlight' | 'overloadDatabaseWaitMs'>
+  /** How long the oldest query not yet answered has waited, in ms. */
+  databaseWaitMs: () => number
 }
 
 // How often the event-loop delay is read: short, so shedding starts and stops within a fraction of a second.
 const sampleIntervalMs = 100
 
 /**
- * Load shedding at the edge of the replica: past an event-loop delay or a number of requests in
- * progress, a new request is refused at once with 503 and Retry-After, before its body is read or the
+ * Load shedding at the edge of the replica: past an event-loop delay, a number of requests in
+ * progress, or a queueing delay at the database (the oldest query not yet answered has waited that
+ * long: more work admitted would only wait longer), a new request is refused at once with 503 and Retry-After, before its body is read or the
  * database is asked, so the requests already admitted are answered within the latency objective
  * instead of everything queueing until clients time out and the balancer ejects the replica.
  * (@fastify/under-pressure measures the same delay; this is its one check, in the same synchronous
  * hook as the in-flight count, since every hook is paid by every request of the hottest routes.)
  */
-export const overloadPlugin = fp(async (app: FastifyInstance, { config }: OverloadOptions) => {
-  const { overloadEventLoopDelayMs: maxDelayMs, overloadMaxInFlight: maxInFlight } = config
-  if (maxDelayMs === 0 && maxInFlight === 0) return
+export const overloadPlugin = fp(async (app: FastifyInstance, { config, databaseWaitMs }: OverloadOptions) => {
+  const { overloadEventLoopDelayMs: maxDelayMs, overloadMaxInFlight: maxInFlight, overloadDatabaseWaitMs: maxWaitMs } = config
+  if (maxDelayMs === 0 && maxInFlight === 0 && maxWaitMs === 0) return
   const refused = new Counter({
     name: 'tandem_overload_refused_total',
     help: 'Requests refused with 503 because this replica was overloaded, by the bound that was passed',
@@ -60,7 +63,8 @@ export const overloadPlugin = fp(async (app: FastifyInstance, { config }: Overlo
     const { longLived, exemptFromShedding } = request.routeOptions.config
     if (!exemptFromShedding) {
       const reason = maxDelayMs > 0 && delayMs > maxDelayMs ? 'event-loop-delay'
-        : maxInFlight > 0 && inFlight >= maxInFlight && !longLived ? 'in-flight' : undefined
+        : maxInFlight > 0 && inFlight >= maxInFlight && !longLived ? 'in-flight'
+          : maxWaitMs > 0 && databaseWaitMs() > maxWaitMs ? 'database-wait' : undefined
       if (reason) {
         refused.inc({ reason })
         done(new Unavailable('this replica is overloaded, retry shortly', 1, 'overloaded'))

@@ -27,7 +27,8 @@ export const testLimits: Record<string, string> = {
   // Load shedding measures the process's own event loop: in-process apps share it with the test
   // runner, and a loaded CI machine would shed the very requests a test is about.
   OVERLOAD_EVENT_LOOP_DELAY_MS: '0',
-  OVERLOAD_MAX_IN_FLIGHT: '0'
+  OVERLOAD_MAX_IN_FLIGHT: '0',
+  OVERLOAD_DATABASE_WAIT_MS: '0'
 }
 
 /** The real app in this process, listening on 127.0.0.1 on a free port. */
