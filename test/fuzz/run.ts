@@ -58,7 +58,7 @@ const only = (process.env.FUZZ_ONLY ?? '').split(',').filter(Boolean).map((text)
  * The replicas' limits raised where a limit is not what a case tests (testLimits, applied by
  * spawnServer, covers registrations and per-address logins), so that the run is about input handling.
  * HEADERS_TIMEOUT_MS at its minimum lets the slow-client cases see the cut-off within a short bound;
- * load shedding stays on, but only past a full second of event-loop delay.
+ * load shedding stays on with its deployed defaults.
  */
 const sessionIdleMs = 3_600_000
 const serverLimits: Record<string, string> = {
@@ -72,7 +72,11 @@ const serverLimits: Record<string, string> = {
   EVENT_STREAMS_PER_USER: '10000',
   EVENT_STREAMS_PER_PROCESS: '100000',
   HEADERS_TIMEOUT_MS: '1000',
-  OVERLOAD_EVENT_LOOP_DELAY_MS: '1000'
+  // Load shedding as deployed (testLimits turns it off for the other suites): hostile input must not
+  // trip it, and a 503 here fails the run.
+  OVERLOAD_EVENT_LOOP_DELAY_MS: '200',
+  OVERLOAD_MAX_IN_FLIGHT: '2048',
+  OVERLOAD_DATABASE_WAIT_MS: '1000'
 }
 
 const log = (line: string) => process.stdout.write(`${line}\n`)
