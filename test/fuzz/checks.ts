@@ -59,7 +59,15 @@ function isHtmlPage (path: string, ctx: Context): boolean {
   return ctx.htmlFiles.has(path.split(/[?#]/)[0])
 }
 
+// The replicas' BODY_LIMIT_BYTES (the default): a body past it is refused before it is read.
+const bodyLimitBytes = 64 * 1024
+
 export function judgeHttp (c: HttpCase, outcome: Outcome, ctx: Context): Problem[] {
+  // A server may answer 413 and close while a client is still sending a body it will never read
+  // (RFC 9112 §9.6); the client then sees its write fail before it reads the answer. That is the
+  // server refusing, not failing.
+  const oversized = c.body !== undefined && Buffer.byteLength(c.body) > bodyLimitBytes
+  if ('error' in outcome && oversized && /EPIPE|ECONNRESET/.test(outcome.error)) return []
   if ('error' in outcome) {
     return [{ check: outcome.error.startsWith('no answer') ? 'no answer in time' : outcome.error.startsWith('the harness') ? 'harness could not send the case' : 'connection failed without an answer', note: outcome.error }]
   }
