@@ -3,7 +3,6 @@ import { connect, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import postgres from 'postgres'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request, type Response } from './helpers/http.js'
 import { startApp } from './helpers/servers.js'
@@ -30,25 +29,6 @@ async function replica(env: Record<string, string> = {}) {
   return started.url
 }
 
-/** Holds a row lock from a session of its own (no statement deadline there) until released. */
-async function holdLock(statement: (tx: postgres.TransactionSql) => Promise<unknown>) {
-  const holder = postgres(db.url, { max: 1, onnotice: () => {} })
-  let release!: () => void
-  const released = new Promise<void>((resolve) => { release = resolve })
-  let locked!: () => void
-  const isLocked = new Promise<void>((resolve) => { locked = resolve })
-  const done = holder.begin(async (tx) => {
-    await statement(tx)
-    locked()
-    await released
-  }).finally(() => holder.end({ timeout: 1 }))
-  await isLocked
-  return async () => {
-    release()
-    await done
-  }
-}
-
 async function timed(send: () => Promise<Response>): Promise<Response & { ms: number }> {
   const started = Date.now()
   const res = await send()
@@ -59,7 +39,7 @@ describe('a row lock held elsewhere', () => {
   test('when a client row is locked for longer than the statement deadline, then every debit behind it, on either replica, is answered 503 with Retry-After within 8 s, and only the acknowledged ones are stored', async () => {
     const replicas = [await replica(), await replica()]
     await db.sql`insert into clientes (id, limite, saldo) values (7001, 100000, 0), (7002, 100000, 0)`
-    const release = await holdLock((tx) => tx`select * from clientes where id = 7001 for update`)
+    const release = await db.holdLock((tx) => tx`select * from clientes where id = 7001 for update`)
     try {
       const debit = (id: number, index: number) => timed(() => request(replicas[index % 2], 'POST', `/clientes/${id}/transacoes`, {
         json: { valor: 10, tipo: 'd', descricao: `lock ${index}` }
@@ -92,7 +72,7 @@ describe('a row lock held elsewhere', () => {
     const url = await replica({ COUNTER_QUEUE_MAX: '5', DATABASE_STATEMENT_TIMEOUT_MS: '5000' })
     const first = await request(url, 'GET', '/counter')
     assert.equal(first.status, 200)
-    const release = await holdLock((tx) => tx`select * from counters where name = 'requests' for update`)
+    const release = await db.holdLock((tx) => tx`select * from counters where name = 'requests' for update`)
     let answers: Array<Response & { ms: number }>
     try {
       answers = await Promise.all(Array.from({ length: 30 }, () => timed(() => request(url, 'GET', '/counter'))))
@@ -116,7 +96,7 @@ describe('load shedding', () => {
   test('when more requests are in progress than OVERLOAD_MAX_IN_FLIGHT, then new ones get a fast 503 with Retry-After, probes still answer, and service resumes', async () => {
     const url = await replica({ OVERLOAD_MAX_IN_FLIGHT: '3' })
     await db.sql`insert into clientes (id, limite, saldo) values (7101, 100000, 0)`
-    const release = await holdLock((tx) => tx`select * from clientes where id = 7101 for update`)
+    const release = await db.holdLock((tx) => tx`select * from clientes where id = 7101 for update`)
     let held: Promise<Response[]> | undefined
     try {
       held = Promise.all(Array.from({ length: 3 }, (_, index) => request(url, 'POST', '/clientes/7101/transacoes', {
@@ -147,7 +127,7 @@ describe('load shedding', () => {
   test('when the oldest query has waited on the database past OVERLOAD_DATABASE_WAIT_MS, then new requests get a fast 503 until it is answered', async () => {
     const url = await replica({ OVERLOAD_DATABASE_WAIT_MS: '300' })
     await db.sql`insert into clientes (id, limite, saldo) values (7102, 100000, 0)`
-    const release = await holdLock((tx) => tx`select * from clientes where id = 7102 for update`)
+    const release = await db.holdLock((tx) => tx`select * from clientes where id = 7102 for update`)
     let held: Promise<Response> | undefined
     try {
       held = request(url, 'POST', '/clientes/7102/transacoes', { json: { valor: 1, tipo: 'c', descricao: 'held' } })

@@ -15,6 +15,11 @@ export function adminUrl(): string {
 export interface TestDatabase {
   url: string
   sql: Sql
+  /**
+   * Runs `statement` (e.g. a `select … for update`) in a session of its own, without the pool's
+   * deadlines, and holds what it locked until the returned `release` is called.
+   */
+  holdLock(statement: (tx: postgres.TransactionSql) => Promise<unknown>): Promise<() => Promise<void>>
   drop(): Promise<void>
 }
 
@@ -34,6 +39,23 @@ export async function createDatabase({ migrated = false, statementTimeoutMs = 0,
   return {
     url: url.toString(),
     sql,
+    async holdLock(statement) {
+      const holder = postgres(url.toString(), { max: 1, onnotice: () => {} })
+      let release!: () => void
+      const released = new Promise<void>((resolve) => { release = resolve })
+      let locked!: () => void
+      const holding = new Promise<void>((resolve) => { locked = resolve })
+      const done = holder.begin(async (tx) => {
+        await statement(tx)
+        locked()
+        await released
+      }).finally(() => holder.end({ timeout: 1 }))
+      await holding
+      return async () => {
+        release()
+        await done
+      }
+    },
     async drop() {
       await sql.end({ timeout: 5 })
       await admin.unsafe(`drop database if exists ${name} with (force)`)

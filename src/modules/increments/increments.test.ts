@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import postgres from 'postgres'
 import { createSql, isClientDataError } from '../../db/pool.js'
 import { signUp } from '../../../test/helpers/accounts.js'
 import { createDatabase, type TestDatabase } from '../../../test/helpers/database.js'
@@ -43,22 +42,6 @@ async function metric(server: { url: string }, series: string): Promise<number> 
   const text = (await request(server.url, 'GET', '/metrics')).text
   const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `))
   return Number(line?.slice(series.length + 1))
-}
-
-/** A session of its own, without the pool's timeouts, holding a lock until `release()`. */
-async function holdLock(statement: (tx: postgres.TransactionSql) => Promise<unknown>) {
-  const holder = postgres(db.url, { max: 1, onnotice: () => {} })
-  let release!: () => void
-  const released = new Promise<void>((resolve) => { release = resolve })
-  let locked!: () => void
-  const holding = new Promise<void>((resolve) => { locked = resolve })
-  const done = holder.begin(async (tx) => {
-    await statement(tx)
-    locked()
-    await released
-  }).finally(() => holder.end())
-  await holding
-  return { release: async () => { release(); await done } }
 }
 
 before(async () => {
@@ -229,7 +212,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
     const [locked, free] = ['locked-row', 'beside-the-lock']
     await db.sql`insert into increments (key, value) values (${locked}, 0)`
     const answers: Array<{ key: string, status: number, ms: number }> = []
-    const lock = await holdLock((tx) => tx`select 1 from increments where key = ${locked} for update`)
+    const releaseLock = await db.holdLock((tx) => tx`select 1 from increments where key = ${locked} for update`)
     const lockEnds = Date.now() + 15_000
 
     const lane = async (index: number) => {
@@ -241,7 +224,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
         await sleep(50)
       }
     }
-    await Promise.all([...Array.from({ length: 8 }, (_, index) => lane(index)), sleep(15_000).then(lock.release)])
+    await Promise.all([...Array.from({ length: 8 }, (_, index) => lane(index)), sleep(15_000).then(releaseLock)])
 
     const slow = answers.filter((answer) => answer.ms > 8000)
     assert.deepEqual(slow, [], 'answered within 8 s')
@@ -259,7 +242,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
     // Deadline: INCREMENT_MAX_LAG_MS + DATABASE_STATEMENT_TIMEOUT_MS = 1.25 s.
     const env = { INCREMENT_MAX_LAG_MS: '250', DATABASE_STATEMENT_TIMEOUT_MS: '1000' }
     const replicas = await Promise.all([replica(env), replica(env)])
-    const lock = await holdLock((tx) => tx`lock table increments in share mode`)
+    const releaseLock = await db.holdLock((tx) => tx`lock table increments in share mode`)
     const answers: Array<{ status: number, retryAfter: string | null, ms: number }> = []
 
     await Promise.all(Array.from({ length: 60 }, async (_, i) => {
@@ -271,7 +254,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
     const queued = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_queued')))
     const lag = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_persist_lag_seconds')))
     const expired = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_refused_total{reason="deadline"}')))
-    await lock.release()
+    await releaseLock()
 
     assert.deepEqual(answers.filter((answer) => answer.status !== 503 || answer.retryAfter !== '1'), [])
     assert.deepEqual(answers.filter((answer) => answer.ms > 1250 + 500), [], 'answered by the deadline')
@@ -283,7 +266,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
 
   test('past INCREMENT_QUEUE_MAX increments waiting in one process, a fast 503 with Retry-After, and nothing written', async () => {
     const capped = await replica({ INCREMENT_QUEUE_MAX: '5', INCREMENT_MAX_LAG_MS: '5000' })
-    const lock = await holdLock((tx) => tx`lock table increments in share mode`)
+    const releaseLock = await db.holdLock((tx) => tx`lock table increments in share mode`)
 
     const held = Array.from({ length: 5 }, () => increment(capped, 'within-the-cap', 1))
     let heldAnswered = false
@@ -295,7 +278,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
       refused = await Promise.all(Array.from({ length: 5 }, () => increment(capped, 'past-the-cap', 1)))
       answeredFirst = !heldAnswered
     } finally {
-      await lock.release()
+      await releaseLock()
     }
 
     assert.deepEqual(refused.map((res) => [res.status, res.headers.get('retry-after')]), Array(5).fill([503, '1']))
