@@ -1,6 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
@@ -55,6 +56,18 @@ export class TooManyRequests extends HttpError {
 export class Unavailable extends HttpError {
   constructor (message = 'a dependency is unavailable, retry shortly', readonly retryAfterSeconds = 1, code = 'unavailable') {
     super(503, code, message)
+  }
+}
+
+/** Waits for `promise` at most `timeoutMs`; past that, a 503 saying `message` (the promise is left to settle). */
+export async function within<T> (promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  const timeout = new AbortController()
+  try {
+    return await Promise.race([promise, sleep(timeoutMs, undefined, { signal: timeout.signal }).then(() => {
+      throw new Unavailable(message)
+    })])
+  } finally {
+    timeout.abort()
   }
 }
 

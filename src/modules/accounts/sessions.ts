@@ -1,10 +1,9 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import cookie from '@fastify/cookie'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Forbidden, Unauthorized, Unavailable } from '../../platform/errors.js'
+import { Forbidden, Unauthorized, within } from '../../platform/errors.js'
 import { findSessionUser, hashToken, type SessionUser } from './queries.js'
 
 export const sessionCookie = 'tandem_session'
@@ -140,14 +139,7 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
 
   return {
     async watch (token: string, onEnd: () => void) {
-      const timeout = new AbortController()
-      try {
-        await Promise.race([listen(), sleep(listenTimeoutMs, undefined, { signal: timeout.signal }).then(() => {
-          throw new Unavailable('session ends cannot be heard now, retry shortly')
-        })])
-      } finally {
-        timeout.abort()
-      }
+      await within(listen(), listenTimeoutMs, 'session ends cannot be heard now, retry shortly')
       const hash = hashToken(token).toString('hex')
       const onEnds = watchers.get(hash) ?? new Set()
       watchers.set(hash, onEnds.add(onEnd))

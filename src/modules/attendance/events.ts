@@ -1,8 +1,7 @@
 import type { ServerResponse } from 'node:http'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Sql } from '../../db/pool.js'
-import { Unauthorized, Unavailable } from '../../platform/errors.js'
+import { Unauthorized, within } from '../../platform/errors.js'
 
 /** What the database says about a sheet (see the triggers in 005_attendance.sql). */
 export interface SheetChange {
@@ -57,15 +56,8 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, ke
     return listened
   }
 
-  async function listening () {
-    const timeout = new AbortController()
-    try {
-      await Promise.race([listen(), sleep(listenTimeoutMs, undefined, { signal: timeout.signal }).then(() => {
-        throw new Unavailable('attendance changes cannot be heard now, retry shortly')
-      })])
-    } finally {
-      timeout.abort()
-    }
+  function listening () {
+    return within(listen(), listenTimeoutMs, 'attendance changes cannot be heard now, retry shortly')
   }
 
   function count () {
