@@ -49,7 +49,9 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     routerOptions: { maxParamLength: 1000 },
     frameworkErrors: frameworkError,
     clientErrorHandler: clientError,
-    trustProxy: config.trustProxy // request.ip, which the rate limits count by
+    // request.ip, which the rate limits count by, and request.host/protocol. A hop count trusts the
+    // nearest peers, whoever they are: for replicas only the proxy can reach (Compose, a Service).
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = config.maxConnections
   app.server.on('checkExpectation', unmetExpectation)
@@ -69,7 +71,10 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   await app.register(sessionsPlugin, { sql, config })
   await app.register(securityPlugin)
   await app.register(docsPlugin)
-  await app.register(healthRoutes, { checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) } })
+  await app.register(healthRoutes, {
+    checks: { database: () => sql`select 1`, ...(redis && { redis: () => redis.ping() }) },
+    optional: ['redis']
+  })
   await app.register(rateLimitPlugin, { sql })
   await app.register(crebitosRoutes, { sql })
   await app.register(counterRoutes, { sql, config, redis, worker })
@@ -79,3 +84,6 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   await app.register(staticPlugin)
   return app
 }
+
+/** proxy-addr's trust function for a hop count: the `hops` addresses nearest to this process. */
+const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { Type, type Static } from 'typebox'
 import Value from 'typebox/value'
@@ -7,6 +8,10 @@ const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   WORKERS: Type.Integer({ minimum: 1, maximum: 256, default: 2 }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  // The password of DATABASE_URL, any characters (Tandem encodes it): a secret pasted into a URL
+  // breaks it whenever it holds / ? # @ :. From a file (Docker/Kubernetes secrets) with _FILE.
+  DATABASE_PASSWORD: Type.Optional(Type.String()),
+  DATABASE_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1 })),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
   DATA_DIR: Type.String({ minLength: 1, default: './.data' }),
   EMBEDDED_POSTGRES_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
@@ -25,10 +30,13 @@ const ConfigSchema = Type.Object({
   INCREMENT_BATCH_WINDOW_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
   SESSION_TTL_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 12 * 3_600_000 }),
   SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 }),
-  // Behind nginx every client has the proxy's address: trust X-Forwarded-For from any peer (true) or from
-  // these addresses/CIDRs. Off by default, since anyone could otherwise claim any address.
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
-  TRUST_PROXY: Type.String({ pattern: '^(false|true|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$', default: 'false' }),
+  // Behind nginx every client has the proxy's address: trust X-Forwarded-* from this many hops (1 behind
+  // one nginx) or from these addresses/CIDRs. Off by default, since anyone could otherwise claim any
+  // address; never "every peer", which would let each client choose the address its limits count.
+  TRUST_PROXY: Type.String({ default: 'false' }),
+  // The session cookie's Secure flag: as the browser's scheme (auto), or always/never.
+  COOKIE_SECURE: Type.Union([Type.Literal('auto'), Type.Literal('true'), Type.Literal('false')], { default: 'auto' }),
   LOGIN_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
   LOGIN_ADDRESS_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 60 }),
   LOGIN_EMAIL_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 100_000, default: 30 }),
@@ -64,6 +72,7 @@ export interface Config {
   port: number
   host: string
   workers: number
+  /** DATABASE_URL with DATABASE_PASSWORD (or the _FILE's content) put in; never to be logged. */
   databaseUrl: string | undefined
   databasePoolMax: number
   dataDir: string
@@ -85,8 +94,10 @@ export interface Config {
   sessionIdleMs: number
   /** The origin students' phones reach (for the sign-in QR code); unset: the origin of the request. */
   publicUrl: string | undefined
-  /** Fastify's trustProxy: whether (a boolean) or which proxies (comma-separated addresses/CIDRs) to trust. */
-  trustProxy: boolean | string
+  /** Fastify's trustProxy: none (false), this many hops, or these proxies (comma-separated addresses/CIDRs). */
+  trustProxy: false | number | string
+  /** Whether the session cookie is Secure: as the scheme the browser used ('auto'), or always/never. */
+  cookieSecure: 'auto' | boolean
   /** Login attempts per client address and email. */
   loginLimitPerMinute: number
   /** Login attempts per client address, whatever the email (one address guessing many accounts). */
@@ -161,13 +172,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const [error] = Value.Errors(ConfigSchema, value)
   if (error) {
     const name = error.instancePath.slice(1) || error.schemaPath
-    throw new ConfigError(`Invalid environment variable ${name}=${JSON.stringify(given[name])}: ${error.message}`)
+    const shown = secretVariables.has(name) ? '' : `=${JSON.stringify(given[name])}`
+    throw new ConfigError(`Invalid environment variable ${name}${shown}: ${error.message}`)
   }
   return {
     port: value.PORT,
     host: value.HOST,
     workers: value.WORKERS,
-    databaseUrl: value.DATABASE_URL,
+    databaseUrl: value.DATABASE_URL === undefined ? undefined : databaseUrl(value.DATABASE_URL, databasePassword(value)),
     databasePoolMax: value.DATABASE_POOL_MAX,
     dataDir: value.DATA_DIR,
     embeddedPostgresPort: value.EMBEDDED_POSTGRES_PORT,
@@ -184,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sessionIdleMs: value.SESSION_IDLE_MS,
     publicUrl: value.PUBLIC_URL?.replace(/\/$/, ''),
     trustProxy: parseTrustProxy(value.TRUST_PROXY),
+    cookieSecure: value.COOKIE_SECURE === 'auto' ? 'auto' : value.COOKIE_SECURE === 'true',
     loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
     loginAddressLimitPerMinute: value.LOGIN_ADDRESS_LIMIT_PER_MINUTE,
     loginEmailLimitPerMinute: value.LOGIN_EMAIL_LIMIT_PER_MINUTE,
@@ -216,14 +229,59 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
 }
 
-function parseTrustProxy(text: string): boolean | string {
-  if (text === 'true' || text === 'false') return text === 'true'
-  const invalid = text.split(',').find((entry) => {
+/** Variables that may hold a password: an error names them and never prints their value. */
+const secretVariables = new Set(['DATABASE_URL', 'DATABASE_PASSWORD', 'DATABASE_PASSWORD_FILE', 'REDIS_URL'])
+
+function databasePassword(value: Env): string | undefined {
+  if (value.DATABASE_PASSWORD_FILE === undefined) return value.DATABASE_PASSWORD
+  try {
+    return readFileSync(value.DATABASE_PASSWORD_FILE, 'utf8').replace(/\r?\n$/, '')
+  } catch (error) {
+    throw new ConfigError(`Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+/**
+ * DATABASE_URL checked as postgres.js will read it, with the password set in encoded form when given
+ * apart. A password pasted raw breaks the URL at / ? # or @ — either it does not parse, or its rest
+ * reads as the path: both fail here, naming the variable and printing nothing of it.
+ */
+export function databaseUrl(text: string, password: string | undefined): string {
+  const invalid = (why: string) => new ConfigError(`Invalid environment variable DATABASE_URL: ${why}; ` +
+    'percent-encode / ? # @ : % in its password, or leave the password out and set DATABASE_PASSWORD')
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw invalid('it is not a valid URL')
+  }
+  if (!url.hostname) throw invalid('it names no host')
+  try {
+    decodeURIComponent(url.username)
+    decodeURIComponent(url.password)
+  } catch {
+    throw invalid('its user or password holds a % that starts no percent-encoding')
+  }
+  if (/[@:/]/.test(decodeURIComponent(url.pathname.slice(1)))) throw invalid('its database name holds @, : or /')
+  if (password !== undefined) url.password = encodeURIComponent(password)
+  return url.href
+}
+
+function parseTrustProxy(text: string): false | number | string {
+  const invalid = (why: string) => new ConfigError(`Invalid environment variable TRUST_PROXY=${JSON.stringify(text)}: ${why}`)
+  if (text === 'false') return false
+  if (text === 'true') {
+    throw invalid('trusting every peer would let each client choose its own address; set the hop count (1 behind one nginx) or the proxy addresses')
+  }
+  if (/^[0-9]+$/.test(text)) {
+    const hops = Number(text)
+    if (hops < 1 || hops > 16) throw invalid('a hop count is 1 to 16')
+    return hops
+  }
+  const wrong = text.split(',').find((entry) => {
     const [address, bits, ...rest] = entry.split('/')
     return isIP(address) === 0 || rest.length > 0 || (bits !== undefined && !/^[0-9]{1,3}$/.test(bits))
   })
-  if (invalid !== undefined) {
-    throw new ConfigError(`Invalid environment variable TRUST_PROXY=${JSON.stringify(text)}: ${JSON.stringify(invalid)} is not an address or CIDR`)
-  }
+  if (wrong !== undefined) throw invalid(`${JSON.stringify(wrong)} is not a hop count, an address or a CIDR`)
   return text
 }

@@ -16,7 +16,7 @@ import { sessionCookie } from './sessions.js'
 export interface AccountsOptions {
   sql: Sql
   config: Pick<Config,
-    | 'production' | 'sessionTtlMs' | 'sessionIdleMs'
+    | 'cookieSecure' | 'sessionTtlMs' | 'sessionIdleMs'
     | 'loginLimitPerMinute' | 'loginAddressLimitPerMinute' | 'loginEmailLimitPerMinute'
     | 'registrationLimitPerMinute' | 'registrationTotalLimitPerMinute'
     | 'passwordChangeLimitPerMinute' | 'passwordChangeMaxFailures'
@@ -32,8 +32,14 @@ const trimNames = (names: Names) => trimTexts(
 export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, config }) => {
   const hasher = passwordHasher({ concurrency: config.passwordHashConcurrency, queueMax: config.passwordHashQueueMax })
 
-  const setSessionCookie = (reply: FastifyReply, { token, expiresAt }: { token: string, expiresAt: Date }) =>
-    reply.setCookie(sessionCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure: config.production, expires: expiresAt })
+  // Secure as the browser's own scheme by default: a Secure cookie sent over plain HTTP is dropped by
+  // the browser, and the login would silently loop (the web UI checks and says so, should it be forced).
+  const setSessionCookie = (reply: FastifyReply, { token, expiresAt }: { token: string, expiresAt: Date }) => {
+    const https = reply.request.protocol === 'https'
+    const secure = config.cookieSecure === 'auto' ? https : config.cookieSecure
+    if (secure && !https) reply.request.log.warn('COOKIE_SECURE=true over plain HTTP: the browser will not keep the session cookie')
+    reply.setCookie(sessionCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure, expires: expiresAt })
+  }
 
   // Every replica sweeps, like the rate limits; a sweep more often than a session can go idle would find nothing new.
   const pruneTimer = setInterval(() => {

@@ -34,7 +34,7 @@ declare module 'fastify' {
 
 export interface SessionsOptions {
   sql: Sql
-  config: Pick<Config, 'sessionIdleMs' | 'sessionTtlMs'>
+  config: Pick<Config, 'sessionIdleMs' | 'sessionTtlMs' | 'publicUrl'>
 }
 
 const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -42,6 +42,7 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
 /** Sessions for every module: the token comes as `Authorization: Bearer` or as the HttpOnly cookie. */
 export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: SessionsOptions) => {
   await app.register(cookie)
+  const publicHost = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).host
   app.decorateRequest('user', null)
   app.decorateRequest('sessionToken', null)
 
@@ -50,7 +51,7 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
     const { token, ambient } = presentedToken(request)
     if (!token) return 'no-token'
     // A cookie rides along on cross-site requests too: its writes are not the caller's intent.
-    if (ambient && isCrossSiteWrite(request)) return 'cross-site'
+    if (ambient && isCrossSiteWrite(request, publicHost)) return 'cross-site'
     const user = await findSessionUser(sql, token, config.sessionIdleMs)
     if (!user) return 'invalid'
     request.user = user
@@ -163,18 +164,26 @@ function presentedToken(request: FastifyRequest): { token: string | undefined, a
   return { token: request.cookies[sessionCookie], ambient: true }
 }
 
-function isCrossSiteWrite(request: FastifyRequest): boolean {
-  return !safeMethods.has(request.method) && isCrossSite(request)
+function isCrossSiteWrite(request: FastifyRequest, publicHost: string | undefined): boolean {
+  return !safeMethods.has(request.method) && isCrossSite(request, publicHost)
 }
 
-function isCrossSite(request: FastifyRequest): boolean {
+/**
+ * Whether a browser sent this from another site. Sec-Fetch-Site says so where the browser sends it
+ * (HTTPS, localhost); over plain HTTP at a LAN address it does not, and the page's Origin is compared
+ * with the host and port the request was made to: the Host header, or the trusted proxy's
+ * X-Forwarded-Host (nginx forwards both as the browser sent them), or PUBLIC_URL's.
+ */
+function isCrossSite(request: FastifyRequest, publicHost: string | undefined): boolean {
   const site = request.headers['sec-fetch-site']
   if (site) return site !== 'same-origin' && site !== 'none'
   const origin = request.headers.origin
   if (!origin) return false // not a browser: no ambient cookie to abuse
+  let host: string
   try {
-    return new URL(origin).host !== request.headers.host
+    host = new URL(origin).host
   } catch {
     return true
   }
+  return host !== request.host && host !== publicHost
 }
