@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readdir } from 'node:fs/promises'
+import { readdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
+import postgres from 'postgres'
+import { loadConfig } from '../src/config.js'
 import { freePort } from '../src/db/embedded.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request } from './helpers/http.js'
@@ -117,6 +119,64 @@ describe('when a setting is invalid', () => {
   }
 })
 
+describe('when the database password is not URL-safe', () => {
+  // What `openssl rand -base64 24` gives 39 % of the time, pasted raw into DATABASE_URL.
+  const password = 'Xq7/kP+2vR?w#9Lm@z%Tq='
+  const pasted = [
+    `postgres://tandem:${password}@127.0.0.1:1/tandem`,
+    'postgres://tandem:/Rk2+9vQxLm@127.0.0.1:1/tandem',
+    'postgres://tandem:ab%zzcd@127.0.0.1:1/tandem'
+  ]
+  for (const url of pasted) {
+    test(`pasted raw into DATABASE_URL (${url.slice(18, 24)}…): \`serve\` exits 1 in one line naming DATABASE_URL, printing nothing of it`, async () => {
+      const { code, stdout, stderr } = await runToExit('serve', { DATABASE_URL: url, DATABASE_WAIT_MS: '0', LOG_LEVEL: 'info' }, 15_000)
+
+      assert.equal(code, 1)
+      const lines = stderr.trim().split('\n')
+      assert.equal(lines.length, 1, `one line, no stack trace:\n${stderr}`)
+      assert.match(lines[0], /\bDATABASE_URL\b/)
+      assert.match(lines[0], /DATABASE_PASSWORD/, 'says what to do instead')
+      const secret = url.slice(url.indexOf(':', 12) + 1, url.lastIndexOf('@'))
+      for (const piece of [secret, ...secret.split(/[/?#@%]/).filter((part) => part.length >= 3)]) {
+        assert.ok(!(stdout + stderr).includes(piece), `"${piece}" printed:\n${stdout}${stderr}`)
+      }
+    })
+  }
+
+  test('given apart in DATABASE_PASSWORD or DATABASE_PASSWORD_FILE, postgres.js reads back exactly that password', async () => {
+    const awkward = `${password} '"\\`
+    const file = path.join(await ownDataDir(), 'db_password')
+    await writeFile(file, `${awkward}\n`) // as `echo` or a secrets manager writes it
+    for (const given of [{ DATABASE_PASSWORD: awkward }, { DATABASE_PASSWORD_FILE: file }]) {
+      const config = loadConfig({ DATABASE_URL: 'postgres://tandem@db:5432/tandem', ...given })
+      const sql = postgres(config.databaseUrl!)
+      assert.deepEqual([sql.options.pass, sql.options.user, sql.options.database, sql.options.host], [awkward, 'tandem', 'tandem', ['db']])
+    }
+    assert.throws(() => loadConfig({ DATABASE_URL: 'postgres://tandem@db/tandem', DATABASE_PASSWORD_FILE: `${file}.missing` }),
+      /Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it \(ENOENT\)$/)
+  })
+
+  test('given apart in DATABASE_PASSWORD, any characters work against a real server and are never logged', async () => {
+    const db = await ownDatabase()
+    const role = `tandem_pw_${process.pid}`
+    await db.sql.unsafe(`create role ${role} login password '${password.replace(/'/g, "''")}'`)
+    await db.sql.unsafe(`grant all on schema public to ${role}`)
+    try {
+      const url = new URL(db.url)
+      url.username = role
+      url.password = ''
+      const replica = await serveProcess({ DATABASE_URL: url.href, DATABASE_PASSWORD: password })
+      const res = await request(replica.url, 'POST', '/clientes/1/transacoes', { json: { valor: 1, tipo: 'c', descricao: 'pw' } })
+      assert.equal(res.status, 200, res.text)
+      assert.equal(await replica.stop(), 0)
+      assert.ok(!replica.output().includes(password))
+      assert.ok(!replica.output().includes(encodeURIComponent(password)))
+    } finally {
+      await db.sql.unsafe(`reassign owned by ${role} to current_user; drop owned by ${role}; drop role ${role}`)
+    }
+  })
+})
+
 describe('when `serve` starts before its database', () => {
   test('then it logs that it waits, backs off, and comes up by itself once the database appears', async () => {
     // Arrange: an embedded PostgreSQL initialised once (its password is made by initdb), then stopped.
@@ -156,6 +216,7 @@ describe('when the database never appears', () => {
     assert.notEqual(code, 0)
     const lines = logLines(stdout + stderr)
     assert.ok(lines.some((line) => line.msg === 'waiting for the database'))
+    assert.ok(!(stdout + stderr).includes('secret'), 'the password of DATABASE_URL is never logged')
     const fatal = lines.find((line) => line.msg === 'start-up failed')
     assert.ok(fatal, `a start-up failure is logged:\n${stdout}${stderr}`)
     assert.match((fatal.err as { message: string }).message, /database not reachable after \d+ ms: .*ECONNREFUSED/)

@@ -5,7 +5,8 @@ import type { Config } from '../config.js'
 export function loggerOptions(config: Pick<Config, 'production' | 'logLevel'>): LoggerOptions {
   const options: LoggerOptions = {
     level: config.logLevel,
-    redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]']
+    redact: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+    serializers: { err: withoutCredentials }
   }
   if (!config.production && process.stdout.isTTY && isInstalled('pino-pretty')) {
     options.transport = { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } }
@@ -18,6 +19,26 @@ export function createLogger(config: Pick<Config, 'production' | 'logLevel'>, bi
 }
 
 export type Logger = ReturnType<typeof createLogger>
+
+// Up to the last @ of the URL: a password pasted raw may hold / ? # and @ itself.
+const credentials = /([a-z][a-z0-9+.-]*:\/\/)\S*@/gi
+
+/** Removes `user:password@` from a text holding URLs: no log line carries a connection secret. */
+export const scrubCredentials = (text: string) => text.replace(credentials, '$1[redacted]@')
+
+/**
+ * pino's error serializer, with every URL's credentials taken out of what an error carries: a URL
+ * parser's error repeats its whole input, a driver's message may name its connection string.
+ */
+function withoutCredentials(error: unknown) {
+  if (typeof error === 'string') return scrubCredentials(error) // `err: error.message`, as many lines log it
+  if (!(error instanceof Error)) return error
+  const serialized: Record<string, unknown> = pino.stdSerializers.err(error)
+  for (const [key, value] of Object.entries(serialized)) {
+    if (typeof value === 'string') serialized[key] = scrubCredentials(value)
+  }
+  return serialized
+}
 
 function isInstalled(specifier: string): boolean {
   try {
