@@ -77,6 +77,21 @@ describe('POST /increment', () => {
     assert.equal(await storedTotal('unauthorised'), undefined)
   })
 
+  test('the original service\'s paths answer with the same contract: POST /api/increment and GET /api/health', async () => {
+    const viaSeed = await request(servers[1].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 4 }, headers: auth })
+    const viaTandem = await increment(servers[0], 'seed path', 3)
+    const anonymous = await request(servers[0].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 1 } })
+    const invalid = await request(servers[0].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 0 }, headers: auth })
+    const health = await request(servers[1].url, 'GET', '/api/health')
+
+    assert.deepEqual([viaSeed.status, viaSeed.body], [200, { key: 'seed path', value: 4 }])
+    assert.deepEqual([viaTandem.status, viaTandem.body], [200, { key: 'seed path', value: 7 }])
+    assert.equal(anonymous.status, 401)
+    assert.equal(invalid.status, 422)
+    assert.equal(await storedTotal('seed path'), 7)
+    assert.deepEqual([health.status, health.body], [200, { status: 'ok' }])
+  })
+
   test('works with the session cookie too', async () => {
     const user = await signUp(servers[1].url)
 

@@ -58,19 +58,22 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
     collect() { this.set(batcher.lagMs() / 1000) }
   })
 
-  app.post('/increment', {
-    onRequest: app.authenticate, // before the body is even read: no session, 401
-    schema: {
-      tags: ['increments'],
-      summary: 'Add to a key; answers its new total once committed',
-      security: [{ bearer: [] }],
-      body: NewIncrement,
-      response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody, 503: ErrorBody }
-    }
-  }, async (request) => {
-    const { key, value } = request.body
-    return { key, value: await batcher.add(key, value) }
-  })
+  // /api/increment: the path of the original increments service, so its existing clients work unchanged.
+  for (const path of ['/increment', '/api/increment']) {
+    app.post(path, {
+      onRequest: app.authenticate, // before the body is even read: no session, 401
+      schema: {
+        tags: ['increments'],
+        summary: path === '/increment' ? 'Add to a key; answers its new total once committed' : 'The same as POST /increment',
+        security: [{ bearer: [] }],
+        body: NewIncrement,
+        response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody, 503: ErrorBody }
+      }
+    }, async (request) => {
+      const { key, value } = request.body
+      return { key, value: await batcher.add(key, value) }
+    })
+  }
 
   app.get('/increment/:key', {
     schema: {
