@@ -1,63 +1,25 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { newEmail } from './helpers/accounts.js'
+import { chromiumSkipReason, gone, launchChromium, visible, waitForRows, watchProblems } from './helpers/browser.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { projectRoot, spawnServer, type ServerProcess } from './helpers/servers.js'
 
 // ATTENDANCE.md §7, the acceptance scenario, as a teacher and a student would live it: Debian's
 // Chromium driven by playwright-core against `start` (two node:cluster workers, round robin).
 
-const chromiumPath = '/usr/bin/chromium'
 const screenshots = path.join(projectRoot, 'test-results')
-const launchArgs = [
-  '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-  '--disable-component-update', '--no-first-run', '--disable-quic', '--disable-sync'
-]
 const sheetUrl = /\/attendance-sheet\.html\?id=([2-9A-HJ-NP-Za-km-z]{6})$/
-
-function chromiumSkipReason (): string | undefined {
-  if (existsSync(chromiumPath)) return undefined
-  const reason = `SKIPPED: ${chromiumPath} is missing (apt-get install -y chromium; .ci/run does) — the web UI end-to-end test did not run`
-  console.warn(`\n*** ${reason} ***\n`)
-  return reason
-}
-
-/** Watches a page for script errors and CSP refusals: the pages must work under `script-src 'self'`. */
-function watchProblems (page: Page, problems: string[]) {
-  page.on('pageerror', (error) => problems.push(`${page.url()}: ${error.message}`))
-  page.on('console', (message) => {
-    if (/Content Security Policy|Refused to/i.test(message.text())) problems.push(`${page.url()}: ${message.text()}`)
-  })
-}
-
-const visible = (locator: Locator) => locator.waitFor({ state: 'visible' })
-const gone = (locator: Locator) => locator.waitFor({ state: 'hidden' })
 
 /** The whole page from the top (a sticky top bar would otherwise be drawn where the page was scrolled to). */
 async function screenshot (page: Page, name: string) {
   await page.evaluate('window.scrollTo(0, 0)')
   await page.screenshot({ path: path.join(screenshots, name), fullPage: true })
-}
-
-/** The student table, each row as [timestamp, student number, name] (the selection column left out). */
-async function rowsOf (page: Page): Promise<string[][]> {
-  const rows = await page.locator('#students-body tr').all()
-  return Promise.all(rows.map(async (row) => (await row.locator('td').allTextContents()).slice(1)))
-}
-
-async function waitForRows (page: Page, count: number, timeoutMs = 10_000): Promise<string[][]> {
-  const rows = page.locator('#students-body tr')
-  for (const deadline = Date.now() + timeoutMs; await rows.count() !== count;) {
-    if (Date.now() > deadline) throw new Error(`expected ${count} rows, found ${await rows.count()}`)
-    await sleep(50)
-  }
-  return rowsOf(page)
 }
 
 describe('attendance web UI, end to end (ATTENDANCE.md §7)', { skip: chromiumSkipReason(), timeout: 240_000 }, () => {
@@ -70,7 +32,7 @@ describe('attendance web UI, end to end (ATTENDANCE.md §7)', { skip: chromiumSk
     await mkdir(screenshots, { recursive: true })
     db = await createDatabase()
     server = await spawnServer('start', { DATABASE_URL: db.url, WORKERS: '2' })
-    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: launchArgs })
+    browser = await launchChromium()
   })
 
   after(async () => {

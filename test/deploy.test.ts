@@ -335,8 +335,8 @@ describe('deploy/Dockerfile', async () => {
 })
 
 describe('deploy/nginx/nginx.conf', () => {
-  // nginx opens /dev/stdout (the access log) even under -t, which a pipe or socket refuses (ENXIO):
-  // its stdout is a file, which holds -T's dump of the configuration.
+  // nginx's stdout is a file, which holds -T's dump of the configuration (a log at /dev/stdout
+  // could not be opened on a pipe or socket: ENXIO).
   const nginxTest = (dir: string, conf: string, dump = false) => {
     const output = path.join(dir, 'nginx-t.out')
     const fd = openSync(output, 'w')

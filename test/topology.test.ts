@@ -42,6 +42,23 @@ describe('nginx + two replicas + PostgreSQL + Redis', { skip: nginxSkipReason() 
     for (const count of perInstance.values()) assert.ok(count > 600, `round robin spreads the load (${count} of 2000)`)
   })
 
+  test('nginx writes one JSON access line per request, naming the replica, with no token or cookie in it', async () => {
+    const marker = `/clientes/1/extrato?probe=${Date.now()}`
+    const secret = 'Bearer access-log-secret'
+    const res = await request(nginx.url, 'GET', marker, { headers: { authorization: secret, cookie: 'tandem_session=cookie-secret' } })
+    assert.equal(res.status, 200)
+
+    const log = await nginx.accessLog()
+    const lines = log.trim().split('\n').map((line) => JSON.parse(line))
+    const line = lines.find((entry) => entry.uri === '/clientes/1/extrato')
+    assert.ok(line, `a line for the request in:\n${log.slice(-2000)}`)
+    assert.equal(line.method, 'GET')
+    assert.equal(line.status, 200)
+    assert.equal(typeof line.request_time, 'number')
+    assert.ok(replicas.some((replica) => line.upstream === `127.0.0.1:${replica.port}`), line.upstream)
+    assert.ok(!log.includes('secret'), 'no token, cookie or query string in the access log')
+  })
+
   test('racing debits through the balancer never cross the limit', async () => {
     await db.sql`insert into clientes (id, limite) values (200, 50)`
 
