@@ -166,7 +166,7 @@ export class ServerSide {
 /**
  * The shipped deploy/nginx/nginx.conf (so the figures describe what users deploy), with only what a
  * benchmark run must change: the local replicas and port, one worker (pinned beside the replicas),
- * files under this run's directory, and the error log kept for the report.
+ * files (the access log included) under this run's directory, and the error log kept for the report.
  */
 async function nginxConf(dir: string, port: number, upstreamPorts: number[], errorLog: string): Promise<string> {
   const shipped = await localNginxConf(upstreamPorts.map((p) => `127.0.0.1:${p}`), port)
@@ -178,8 +178,10 @@ ${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 daemon off;
 pid ${path.join(dir, 'nginx.pid')};`)
     .replace(/error_log [^;]+;/, `error_log ${errorLog} warn;`)
+    // Still written, as deployed (the image sends it to stdout), but into this run's directory.
+    .replace(/access_log \/var\/log\/nginx\/access\.log /, `access_log ${path.join(dir, 'access.log')} `)
     .replace(/^http \{/m, `http {\n  ${temp}`)
-  if (!conf.includes('worker_processes 1;') || !conf.includes(errorLog)) throw new Error('deploy/nginx/nginx.conf no longer has the lines the benchmark adapts')
+  if (!conf.includes('worker_processes 1;') || !conf.includes(errorLog) || conf.includes('/var/log/nginx/')) throw new Error('deploy/nginx/nginx.conf no longer has the lines the benchmark adapts')
   return conf
 }
 

@@ -34,6 +34,23 @@ interface Options {
   loginOn401?: boolean
 }
 
+/**
+ * Logs in, then checks that the browser kept the session cookie: a cookie it refuses (one marked
+ * Secure on a page opened over plain HTTP) would otherwise send the person back to an empty login
+ * form, again and again, with no word of why.
+ */
+export async function logIn (credentials: { email: string, password: string }): Promise<void> {
+  await api('POST', '/api/sessions', { body: credentials, loginOn401: false })
+  try {
+    await api('GET', '/api/sessions', { loginOn401: false })
+  } catch (error) {
+    if ((error as ApiError).status !== 401) throw error
+    throw new ApiError(0, 'cookie-refused', location.protocol === 'http:'
+      ? 'You are logged in, but this browser refused the session cookie: the server marks it Secure and this page was opened over plain HTTP. Open it with https://, or ask the administrator to set COOKIE_SECURE=auto.'
+      : 'You are logged in, but this browser refused the session cookie. Allow cookies for this site and try again.')
+  }
+}
+
 export function loginUrl (): string {
   const next = location.pathname + location.search
   return next === '/' || next.endsWith('/login.html') ? 'login.html' : `login.html?next=${encodeURIComponent(next)}`

@@ -1,4 +1,4 @@
-import { api, ApiError } from './api.js'
+import { ApiError, logIn } from './api.js'
 import { busy, byId, markInvalid, showMessages } from './dom.js'
 
 const form = byId<HTMLFormElement>('login-form')
@@ -23,10 +23,7 @@ form.addEventListener('submit', async (event) => {
   event.preventDefault()
   showFailure([], false)
   try {
-    await busy(submit, () => api('POST', '/api/sessions', {
-      body: { email: email.value.trim(), password: password.value },
-      loginOn401: false
-    }))
+    await busy(submit, () => logIn({ email: email.value.trim(), password: password.value }))
     location.assign(nextPage())
   } catch (error) {
     const failure = error as ApiError

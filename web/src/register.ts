@@ -1,4 +1,4 @@
-import { api, ApiError } from './api.js'
+import { api, ApiError, logIn } from './api.js'
 import { busy, byId, clearInvalid, markInvalid, showMessages } from './dom.js'
 import { showMessage } from './modal.js'
 
@@ -39,7 +39,7 @@ form.addEventListener('submit', async (event) => {
         body: { ...credentials, firstName: firstName.value.trim(), lastName: lastName.value.trim() },
         loginOn401: false
       })
-      await api('POST', '/api/sessions', { body: credentials, loginOn401: false })
+      await logIn(credentials)
     })
   } catch (error) {
     const failure = error as ApiError
