@@ -153,9 +153,13 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
 describe('when the embedded cluster gets SIGTERM with requests in flight', () => {
   test('then accepted requests finish with 200, new connections are refused, it exits 0 with its database stopped, and the next start has the data', async () => {
     // Arrange: 100 credits accepted and held in flight by a row lock the test keeps on client 3
-    // (pools big enough for all of them, however the supervisor spreads the connections).
+    // (pools big enough for all of them, however the supervisor spreads the connections, and lock and
+    // statement deadlines longer than the test holds the lock: on a slow machine the first requests
+    // would otherwise give up, 503 after DATABASE_LOCK_TIMEOUT_MS, before the last ones arrive).
     const dataDir = await ownDataDir()
-    const cluster = await startCluster(dataDir, { DATABASE_POOL_MAX: '100', SHUTDOWN_TIMEOUT_MS: '30000' })
+    const cluster = await startCluster(dataDir, {
+      DATABASE_POOL_MAX: '100', SHUTDOWN_TIMEOUT_MS: '30000', DATABASE_LOCK_TIMEOUT_MS: '60000', DATABASE_STATEMENT_TIMEOUT_MS: '60000'
+    })
     const postmaster = await readPostmaster(dataDir)
     const sql = await connectDirectly(dataDir)
     const blocker = await sql.reserve()

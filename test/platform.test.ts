@@ -46,7 +46,7 @@ describe('documentation', () => {
       '/api/attendance/sheet/{id}/status', '/api/attendance/sheet/{id}/student/deletion',
       '/api/attendance/sheet/{id}/student/registration', '/api/attendance/sheet/{id}/students',
       '/api/attendance/sheet/{id}/students.csv', '/api/attendance/sheets/{courseId}', '/api/course_units',
-      '/api/course_units/my', '/api/department/all', '/api/department/{id}/course_units',
+      '/api/course_units/my', '/api/department/all', '/api/department/{id}/course_units', '/api/increment',
       '/api/sessions', '/api/users', '/api/users/me', '/api/users/me/password',
       '/clientes/{id}/extrato', '/clientes/{id}/transacoes', '/counter', '/increment', '/increment/{key}'
     ])
