@@ -1,3 +1,7 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { BlockList, isIP } from 'node:net'
+import { hostname } from 'node:os'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
@@ -30,10 +34,12 @@ export interface AppOptions {
 
 /** The HTTP app, read as a table of contents: platform first, then one plugin per module. */
 export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions): Promise<FastifyInstance> {
+  const trustProxy = typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy
   const app = Fastify({
-    logger: { ...loggerOptions(config), base: { worker } },
-    // Access lines go out at debug level from the onResponse hook below; nginx keeps its own.
+    logger: { ...loggerOptions(config), base: { replica: hostname(), worker } },
+    // One access line per request from the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestIds(config.trustProxy),
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: false, // server.ts answers its own 503 while draining
     forceCloseConnections: 'idle',
@@ -51,22 +57,34 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     clientErrorHandler: clientError,
     // request.ip, which the rate limits count by, and request.host/protocol. A hop count trusts the
     // nearest peers, whoever they are: for replicas only the proxy can reach (Compose, a Service).
-    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy
+    trustProxy
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = config.maxConnections
   app.server.on('checkExpectation', unmetExpectation)
   app.server.on('connect', refuseConnect)
 
   useValidation(app)
-  if (config.logLevel === 'debug' || config.logLevel === 'trace') {
+  // The access line: at info when ACCESS_LOG is on (production), else at debug. No query string,
+  // header or body in it: a token, cookie or password never reaches the log.
+  // A level LOG_LEVEL leaves out costs nothing: no hook at all.
+  const verbosity = ['trace', 'debug', 'info'].indexOf(config.logLevel) // 0–2: info lines are written
+  const accessLevel = config.accessLog && verbosity >= 0 ? 'info' : verbosity === 0 || verbosity === 1 ? 'debug' : undefined
+  if (accessLevel) {
     app.addHook('onResponse', (request, reply, done) => {
-      request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
+      const query = request.url.indexOf('?')
+      request.log[accessLevel]({
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        path: query === -1 ? request.url : request.url.slice(0, query),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100
+      }, 'request')
       done()
     })
   }
 
   await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
-  await app.register(metricsPlugin)
+  await app.register(metricsPlugin, { sql, config })
   await app.register(overloadPlugin, { config, databaseWaitMs: () => oldestQueryWaitMs(sql) })
   await app.register(sessionsPlugin, { sql, config })
   await app.register(securityPlugin)
@@ -87,3 +105,36 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
 
 /** proxy-addr's trust function for a hop count: the `hops` addresses nearest to this process. */
 const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops
+
+const requestIdPattern = /^[\x21-\x7e]{1,128}$/
+
+/**
+ * Each request's id (in its log lines and its `X-Request-Id` answer header): the trusted proxy's
+ * `X-Request-Id` (nginx's $request_id), so one request can be followed through nginx and the replica,
+ * or a new one. A client's own header counts only through a trusted proxy.
+ */
+function requestIds(trust: Config['trustProxy']) {
+  const trusted = trustedPeer(trust)
+  return (req: IncomingMessage) => {
+    const given = req.headers['x-request-id']
+    if (typeof given === 'string' && requestIdPattern.test(given) && trusted(req.socket.remoteAddress ?? '')) return given
+    return randomUUID()
+  }
+}
+
+/** Whether the peer of a connection is the trusted proxy (for a hop count: whoever it is). */
+function trustedPeer(trust: Config['trustProxy']): (address: string) => boolean {
+  if (trust === false) return () => false
+  if (typeof trust === 'number') return () => true
+  const proxies = new BlockList()
+  for (const entry of trust.split(',')) {
+    const [address, bits] = entry.trim().split('/')
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4'
+    if (bits === undefined) proxies.addAddress(address, family)
+    else proxies.addSubnet(address, Number(bits), family)
+  }
+  return (peer) => {
+    const address = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer
+    return isIP(address) !== 0 && proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')
+  }
+}

@@ -7,7 +7,7 @@ import { migrate } from './db/migrate.js'
 import { createSql } from './db/pool.js'
 import { waitForDatabase } from './db/wait.js'
 import type { Logger } from './platform/logger.js'
-import { serveClusterMetrics } from './platform/metrics.js'
+import { serveClusterMetrics, serveMetrics } from './platform/metrics.js'
 
 /** The database the whole system uses: the configured one, or an embedded server of our own. */
 export async function provideDatabase (config: Config, log: Logger): Promise<{ url: string, embedded?: EmbeddedServer }> {
@@ -64,7 +64,8 @@ export async function runPrimary (config: Config, log: Logger) {
 
   cluster.schedulingPolicy = cluster.SCHED_RR
   cluster.setupPrimary({ args: ['worker'] })
-  serveClusterMetrics()
+  const clusterMetrics = serveClusterMetrics()
+  if (config.metricsPort !== undefined) await serveMetrics(clusterMetrics, { host: config.metricsHost, port: config.metricsPort }, log)
   const fork = () => cluster.fork({ DATABASE_URL: database.url, TANDEM_WORKER: '1' })
   cluster.on('exit', (worker: Worker, code, signal) => {
     if (stopping) return

@@ -19,6 +19,11 @@ const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
     default: 'development'
   }),
+  // /metrics on a port of its own (not behind the proxy, not public), or on the API port when unset.
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  METRICS_HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  // One line per request at info: by default in production only.
+  ACCESS_LOG: Type.Union([Type.Literal('auto'), Type.Literal('true'), Type.Literal('false')], { default: 'auto' }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     { default: 'info' }
@@ -82,6 +87,11 @@ export interface Config {
   env: Env['NODE_ENV']
   production: boolean
   logLevel: string
+  /** Where /metrics is served instead of the API port (undefined: on the API port). */
+  metricsPort: number | undefined
+  metricsHost: string
+  /** One structured line per answered request. */
+  accessLog: boolean
   bodyLimitBytes: number
   shutdownTimeoutMs: number
   databaseWaitMs: number
@@ -187,6 +197,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     env: value.NODE_ENV,
     production: value.NODE_ENV === 'production',
     logLevel: value.LOG_LEVEL,
+    metricsPort: value.METRICS_PORT,
+    metricsHost: value.METRICS_HOST,
+    accessLog: value.ACCESS_LOG === 'auto' ? value.NODE_ENV === 'production' : value.ACCESS_LOG === 'true',
     bodyLimitBytes: value.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: value.SHUTDOWN_TIMEOUT_MS,
     databaseWaitMs: value.DATABASE_WAIT_MS,

@@ -6,6 +6,7 @@ import { createSql } from './db/pool.js'
 import { createRedis } from './db/redis.js'
 import { waitForDatabase } from './db/wait.js'
 import { Unavailable } from './platform/errors.js'
+import { serveMetrics } from './platform/metrics.js'
 import type { Logger } from './platform/logger.js'
 
 export interface ServeOptions {
@@ -25,6 +26,10 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
   if (runMigrations) await migrate(sql, log)
   const redis = config.redisUrl ? createRedis(config.redisUrl, log) : undefined
   const app = await buildApp({ config, sql, redis, worker })
+  // A cluster worker's figures are served by the primary, summed over the workers.
+  const metricsServer = config.metricsPort !== undefined && worker === undefined
+    ? await serveMetrics(() => app.metrics.metrics(), { host: config.metricsHost, port: config.metricsPort }, log)
+    : undefined
 
   let closing: Promise<void> | undefined
   // While draining, a request that arrives on a kept-alive connection gets our 503, and every answer
@@ -44,6 +49,7 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
         process.exit(1)
       }, config.shutdownTimeoutMs).unref()
       await app.close()
+      metricsServer?.close()
       await sql.end({ timeout: 5 })
       redis?.disconnect()
       clearTimeout(timer)

@@ -28,9 +28,9 @@ describe('metrics in the embedded cluster', () => {
 
     assert.equal(res.status, 200)
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
-    assert.match(res.text, /^tandem_counter_requests_total\{backend="postgres"\} 40$/m)
+    assert.match(res.text, /^tandem_cluster_requests_total\{backend="postgres"\} 40$/m)
     assert.match(res.text, /^http_request_duration_seconds_count\{method="GET",route="\/counter",status_code="200"\} 40$/m)
-    assert.match(res.text, /^tandem_counter_reservation_size_sum 40$/m)
+    assert.match(res.text, /^tandem_cluster_requests_reservation_size_sum 40$/m)
   })
 })
 

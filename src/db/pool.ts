@@ -55,6 +55,7 @@ const sweepEveryMs = 100
  * looks only at the oldest.
  */
 function withDeadline(sql: Sql, deadlineMs: number): Sql {
+  const stats: QueryStats = { inFlight: 0, observe: undefined }
   let armed: Armed[] = []
   let head = 0
   let sweeper: NodeJS.Timeout | undefined
@@ -100,24 +101,47 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
     let entry: Armed | undefined
     query.handler = (self: unknown) => {
       entry = arm(query as Cancellable)
+      stats.inFlight++
       return handler(self)
     }
     query.resolve = (value: unknown) => {
-      if (entry) entry.query = undefined
+      if (entry) settle(entry, 'ok')
       return resolve(value)
     }
     query.reject = (reason: unknown) => {
-      if (entry) entry.query = undefined
+      if (entry) settle(entry, sqlState(reason) === '57014' ? 'timeout' : 'error')
       return reject(reason)
     }
     return query
   }
+  function settle(entry: Armed, outcome: QueryOutcome) {
+    entry.query = undefined
+    stats.inFlight--
+    stats.observe?.((performance.now() - entry.sentAt) / 1000, outcome)
+  }
+
   const wrapped = Object.assign(deadlined, sql) as unknown as Sql
   waits.set(wrapped, oldestWaitMs)
+  statistics.set(wrapped, stats)
   return wrapped
 }
 
 const waits = new WeakMap<Sql, () => number>()
+
+export type QueryOutcome = 'ok' | 'error' | 'timeout'
+
+/** What a pool made with a deadline knows of its queries, for the metrics. */
+export interface QueryStats {
+  /** Queries handed to the pool and not yet answered: running, or waiting for a connection. */
+  inFlight: number
+  /** Called as each query settles, with the seconds since it was handed to the pool. */
+  observe: ((seconds: number, outcome: QueryOutcome) => void) | undefined
+}
+
+const statistics = new WeakMap<Sql, QueryStats>()
+
+/** The query statistics of a pool made with a deadline (undefined for one without). */
+export const queryStats = (sql: Sql): QueryStats | undefined => statistics.get(sql)
 
 /**
  * How long the oldest query not yet answered has waited, in ms (0 when none, or for a pool made

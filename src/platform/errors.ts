@@ -47,7 +47,8 @@ export class Forbidden extends HttpError {
 }
 
 export class TooManyRequests extends HttpError {
-  constructor (readonly retryAfterSeconds: number, message = `too many attempts, retry in ${retryAfterSeconds} s`) {
+  /** `limit`: which limit refused (`login`, `signin`, `event-streams`…), for the metrics. */
+  constructor (readonly retryAfterSeconds: number, message = `too many attempts, retry in ${retryAfterSeconds} s`, readonly limit = 'other') {
     super(429, 'too-many-requests', message)
   }
 }

@@ -50,9 +50,11 @@ export function admission (sql: Sql, { key, perMinute }: Limit, charged: postgre
   }
 }
 
-/** The 429 for a request `admission` refused, given its `waitSeconds`. */
-export function refused (waitSeconds: number | null): TooManyRequests {
-  return new TooManyRequests(Math.min(periodSeconds, Math.max(1, Math.ceil(waitSeconds ?? 1))))
+/** The 429 for a request `admission` refused, given its `waitSeconds` and the limit's key (`login:…`). */
+export function refused (waitSeconds: number | null, key: string): TooManyRequests {
+  const seconds = Math.min(periodSeconds, Math.max(1, Math.ceil(waitSeconds ?? 1)))
+  const end = key.indexOf(':')
+  return new TooManyRequests(seconds, undefined, end === -1 ? key : key.slice(0, end))
 }
 
 /** One statement per attempt, every attempt charged. */
@@ -60,7 +62,7 @@ async function bookAttempt (sql: Sql, limit: Limit): Promise<void> {
   const { cte, allowed, waitSeconds } = admission(sql, limit, sql`true`)
   const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
     with ${cte} select ${allowed} as allowed, ${waitSeconds} as "waitSeconds"`
-  if (!row.allowed) throw refused(row.waitSeconds)
+  if (!row.allowed) throw refused(row.waitSeconds, limit.key)
 }
 
 /** `app.rateLimit(key, perMinute)` for every module, and a sweep of the keys that ran out. */

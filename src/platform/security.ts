@@ -33,11 +33,13 @@ const hstsHeader = `max-age=${180 * 86_400}; includeSubDomains`
  * cost a tenth of the throughput of the Rinha routes, for headers that never change):
  * `X-Content-Type-Options: nosniff` on every response; the page headers on every HTML answer (pages,
  * Swagger UI, error pages); HSTS only when the browser came over HTTPS (a plain-HTTP deployment must
- * stay reachable); `Cache-Control: no-store` on every answer that carried or made a session.
+ * stay reachable); `Cache-Control: no-store` on every answer that carried or made a session; the
+ * request's id as `X-Request-Id`, to find its log lines.
  */
 export const securityPlugin = fp(async (app: FastifyInstance) => {
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-content-type-options', 'nosniff')
+    reply.header('x-request-id', request.id)
     const type = reply.getHeader('content-type')
     if (typeof type === 'string' && type.startsWith('text/html')) reply.headers(pageHeaders)
     if (request.user || request.headers.authorization !== undefined || reply.hasHeader('set-cookie')) reply.header('cache-control', 'no-store')

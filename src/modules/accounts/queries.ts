@@ -137,6 +137,14 @@ export async function closeSession(sql: Sql, token: string) {
  * `idleMs`); the number deleted. Bounded so a large backlog never holds locks past the statement
  * timeout; SKIP LOCKED lets replicas sweeping at once split the rows instead of queueing on them.
  */
+/** Sessions not expired and used within `idleMs`, over the whole cluster. */
+export async function countLiveSessions(sql: Sql, idleMs: number): Promise<number> {
+  const [{ count }] = await sql<{ count: number }[]>`
+    select count(*)::int as count from sessions
+     where expires_at > now() and last_used_at > now() - make_interval(secs => ${idleMs / 1000})`
+  return count
+}
+
 export async function pruneSessions(sql: Sql, idleMs: number, batch = 10_000): Promise<number> {
   const result = await sql`
     delete from sessions

@@ -3,11 +3,12 @@ import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized } from '../../platform/errors.js'
+import { Counter, Gauge } from 'prom-client'
+import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized, within } from '../../platform/errors.js'
 import { trimTexts } from '../../platform/validation.js'
 import { passwordHasher, unknownUserHash } from './passwords.js'
 import {
-  closeSession, countPasswordFailure, findLogin, findPasswordHash, findProfile, insertUser, openSession, pruneSessions,
+  closeSession, countLiveSessions, countPasswordFailure, findLogin, findPasswordHash, findProfile, insertUser, openSession, pruneSessions,
   replacePassword, updateNames, type Names
 } from './queries.js'
 import { Credentials, CurrentSession, NewSession, NewUser, PasswordChange, ProfileChange, RotatedSession, User } from './schema.js'
@@ -40,6 +41,24 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
     if (secure && !https) reply.request.log.warn('COOKIE_SECURE=true over plain HTTP: the browser will not keep the session cookie')
     reply.setCookie(sessionCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure, expires: expiresAt })
   }
+
+  const logins = new Counter({
+    name: 'tandem_accounts_logins_total',
+    help: 'Logins by outcome: ok (a session opened) or wrong (email or password); refused ones are in tandem_rate_limit_refused_total',
+    labelNames: ['outcome'],
+    registers: [app.metrics]
+  })
+  for (const outcome of ['ok', 'wrong']) logins.inc({ outcome }, 0)
+  new Gauge({
+    name: 'tandem_accounts_sessions_active',
+    help: 'Live sessions over the whole cluster (not expired, used within SESSION_IDLE_MS), counted at each scrape',
+    registers: [app.metrics],
+    aggregator: 'max', // a cluster-wide figure: the workers of `start` each count the same sessions
+    async collect() {
+      const count = await within(countLiveSessions(sql, config.sessionIdleMs), 1000, 'session count').catch(() => undefined)
+      if (count !== undefined) this.set(count)
+    }
+  })
 
   // Every replica sweeps, like the rate limits; a sweep more often than a session can go idle would find nothing new.
   const pruneTimer = setInterval(() => {
@@ -83,8 +102,12 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
     await app.rateLimit(`login-email:${email}`, config.loginEmailLimitPerMinute)
     const login = await findLogin(sql, email)
     const valid = await hasher.verify(request.body.password, login?.passwordHash ?? unknownUserHash)
-    if (!login || !valid) throw new Unauthorized('wrong email or password')
+    if (!login || !valid) {
+      logins.inc({ outcome: 'wrong' })
+      throw new Unauthorized('wrong email or password')
+    }
     const session = await openSession(sql, login.id, config.sessionTtlMs)
+    logins.inc({ outcome: 'ok' })
     setSessionCookie(reply, session)
     return reply.code(201).send({ token: session.token, userId: login.id, expiresAt: session.expiresAt.toISOString() })
   })

@@ -164,7 +164,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
       throw new UnknownSheet()
     }
     const lookup = await findSheet(sql, id, limit)
-    if (!lookup.admitted) throw refused(lookup.waitSeconds)
+    if (!lookup.admitted) throw refused(lookup.waitSeconds, limit.key)
     const sheet = lookup.found
     if (!sheet) throw new UnknownSheet()
     const origin = config.publicUrl ?? `${request.protocol}://${request.host}`
@@ -297,7 +297,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     const result = await limitedSignIn(request.ip, id, request.user?.id ?? null, request.body.nmec, name)
     signIns.inc({ outcome: result.outcome })
     switch (result.outcome) {
-      case 'rate-limited': throw refused(result.waitSeconds)
+      case 'rate-limited': throw refused(result.waitSeconds, 'sheet-miss')
       case 'unknown-sheet': throw new UnknownSheet()
       case 'closed': throw new Forbidden('this attendance sheet is closed')
       case 'duplicate': throw new Conflict('already-registered', 'this student number is already on this sheet')

@@ -27,13 +27,13 @@ export interface CounterOptions {
 /** Shows the balancer at work: who answered, and how many requests it and the cluster served. */
 export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, config, redis, worker }) => {
   const reserved = new Histogram({
-    name: 'tandem_counter_reservation_size',
+    name: 'tandem_cluster_requests_reservation_size',
     help: 'Counter numbers reserved per round trip to the store (the batching factor)',
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers: [app.metrics]
   })
   const refused = new Counter({
-    name: 'tandem_counter_refused_total',
+    name: 'tandem_cluster_requests_refused_total',
     help: 'Counter requests refused with 503 before any number was reserved for them, by reason',
     labelNames: ['reason'],
     registers: [app.metrics]
@@ -47,7 +47,7 @@ export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (a
   const counter = redis ? redisCounter(redis, limits) : postgresCounter(sql, limits)
   let served = 0
   const answered = new Counter({
-    name: 'tandem_counter_requests_total',
+    name: 'tandem_cluster_requests_total',
     help: 'Counter requests answered by this process',
     labelNames: ['backend'],
     registers: [app.metrics]

@@ -55,7 +55,16 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
     name: 'tandem_increments_persist_lag_seconds',
     help: 'Age of the oldest increment of this process not yet committed',
     registers: [app.metrics],
+    aggregator: 'max', // in the embedded cluster: the oldest over all workers
     collect() { this.set(batcher.lagMs() / 1000) }
+  })
+
+  new Gauge({
+    name: 'tandem_increments_max_lag_seconds',
+    help: 'INCREMENT_MAX_LAG_MS in seconds: the most tandem_increments_persist_lag_seconds may reach',
+    registers: [app.metrics],
+    aggregator: 'max',
+    collect() { this.set(config.incrementMaxLagMs / 1000) }
   })
 
   // /api/increment: the path of the original increments service, so its existing clients work unchanged.
