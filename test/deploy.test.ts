@@ -140,7 +140,9 @@ describe('deploy/compose.yaml', async () => {
       DATABASE_PASSWORD: '${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}',
       DATABASE_POOL_MAX: '10',
       REDIS_URL: 'redis://redis:6379',
-      TRUST_PROXY: '1'
+      TRUST_PROXY: '1',
+      METRICS_PORT: '9464',
+      METRICS_HOST: '0.0.0.0'
     })
     assert.equal(api.environment, compose['x-api-env'])
     assertApiEnvironment(api.environment!)
@@ -171,6 +173,8 @@ describe('deploy/compose.yaml', async () => {
     for (const [name, service] of Object.entries(services)) {
       // Long-form depends_on (`condition:`) is refused: "depends_on must be a list".
       assert.ok(service.depends_on === undefined || Array.isArray(service.depends_on), `${name}: depends_on as a list`)
+      // `profiles:` is refused: "Additional property profiles is not allowed" (docker/cli#4721).
+      assert.equal(service.profiles, undefined, `${name}: no profiles`)
       // Strings, not numbers, for the resource figures.
       assert.equal(typeof service.deploy?.resources?.limits?.cpus, 'string', `${name}: cpus as a string`)
     }
@@ -188,6 +192,34 @@ describe('deploy/compose.yaml', async () => {
     assert.equal(api.deploy!.endpoint_mode, 'dnsrr', 'nginx sees every replica, not one virtual IP')
     assert.ok(restart.condition)
     assert.ok(seconds(api.stop_grace_period as string) > 10, 'above SHUTDOWN_TIMEOUT_MS (10 s)')
+  })
+
+  test('Prometheus and Grafana in an override (no `profiles:`, which `docker stack deploy` refuses), on loopback ports, fed the files of deploy/observability/', async () => {
+    const observability = await readCompose('compose.observability.yaml')
+    const { prometheus, grafana } = observability.services as Record<string, Service>
+    assert.deepEqual(Object.keys(observability.services).sort(), ['grafana', 'prometheus'])
+    for (const service of Object.values(observability.services as Record<string, Service>)) assert.equal(service.profiles, undefined)
+    assert.deepEqual(prometheus.ports, ['127.0.0.1:9090:9090'])
+    assert.deepEqual(grafana.ports, ['${GRAFANA_ADDRESS:-127.0.0.1}:3000:3000'])
+    // The replicas' metrics port: never published, scraped over the Compose network only.
+    assert.equal(api.ports, undefined)
+    assert.match(await read('observability/prometheus.yml'), new RegExp(`port: ${api.environment!.METRICS_PORT}\\b`))
+    const targets = (service: Service) => Object.fromEntries((service.secrets as { source: string, target: string }[])
+      .map(({ source, target }) => [target, observability.secrets[source].file]))
+    assert.deepEqual(targets(prometheus), {
+      '/etc/prometheus/prometheus.yml': './observability/prometheus.yml',
+      '/etc/prometheus/alerts.yml': './observability/alerts.yml'
+    })
+    assert.deepEqual(targets(grafana), {
+      '/etc/grafana/provisioning/datasources/prometheus.yml': './observability/grafana/provisioning/datasources/prometheus.yml',
+      '/etc/grafana/provisioning/dashboards/tandem.yml': './observability/grafana/provisioning/dashboards/tandem.yml',
+      '/etc/grafana/dashboards/tandem.json': './observability/grafana/dashboards/tandem.json'
+    })
+    for (const file of [...Object.values(targets(prometheus)), ...Object.values(targets(grafana))]) await read(file)
+    assert.ok([prometheus.command].flat().includes('--config.file=/etc/prometheus/prometheus.yml'))
+    const { environment } = grafana
+    assert.equal(environment!.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH, '/etc/grafana/dashboards/tandem.json')
+    assert.match(await read('observability/grafana/provisioning/dashboards/tandem.yml'), /path: \/etc\/grafana\/dashboards$/m)
   })
 
   test('gives nginx its nginx.conf as a file every Compose and Swarm mounts, with `resolve` added to the upstream', async () => {
@@ -259,7 +291,8 @@ describe('deploy/compose.rinha.yaml', async () => {
   })
 
   test('the API environment of compose.yaml, without Redis, its heap inside its memory limit', async () => {
-    const { REDIS_URL: _, DATABASE_PASSWORD: __, ...shared } = (await readCompose('compose.yaml')).services.api.environment
+    // The Rinha submission runs no Prometheus: it needs no metrics port.
+    const { REDIS_URL: _, DATABASE_PASSWORD: __, METRICS_PORT: ____, METRICS_HOST: _____, ...shared } = (await readCompose('compose.yaml')).services.api.environment
     for (const api of apis) {
       const { NODE_OPTIONS: options, PASSWORD_HASH_CONCURRENCY: ___, DATABASE_PASSWORD: password, ...rest } = api.environment!
       assert.deepEqual(rest, shared)
@@ -288,7 +321,11 @@ describe('deploy/compose.rinha.yaml', async () => {
 })
 
 describe('every Compose file', async () => {
-  const complete = { 'compose.yaml': await readCompose('compose.yaml'), 'compose.rinha.yaml': await readCompose('compose.rinha.yaml') }
+  const complete = {
+    'compose.yaml': await readCompose('compose.yaml'),
+    'compose.rinha.yaml': await readCompose('compose.rinha.yaml'),
+    'compose.observability.yaml': await readCompose('compose.observability.yaml')
+  }
 
   test('limits the CPU and memory of every service', () => {
     for (const [file, compose] of Object.entries(complete)) {
@@ -298,7 +335,7 @@ describe('every Compose file', async () => {
     }
   })
 
-  for (const files of [['compose.yaml'], ['compose.rinha.yaml'], ['compose.yaml', 'compose.tls.yaml']]) {
+  for (const files of [['compose.yaml'], ['compose.rinha.yaml'], ['compose.yaml', 'compose.tls.yaml'], ['compose.yaml', 'compose.observability.yaml']]) {
     test(`docker-compose v1 accepts ${files.join(' + ')}`, { skip: composeSkip }, () => {
       const result = composeConfig(files)
       assert.equal(result.status, 0, result.stderr)
