@@ -31,6 +31,9 @@ describe('metrics in the embedded cluster', () => {
     assert.match(res.text, /^tandem_cluster_requests_total\{backend="postgres"\} 40$/m)
     assert.match(res.text, /^http_request_duration_seconds_count\{method="GET",route="\/counter",status_code="200"\} 40$/m)
     assert.match(res.text, /^tandem_cluster_requests_reservation_size_sum 40$/m)
+    // prom-client leaves start times out of the sum: the primary's, the cluster's own, stands in.
+    assert.match(res.text, /^process_start_time_seconds \d{10}$/m)
+    assert.doesNotMatch(res.text, /^nodejs_active_handles_total /m, 'no gauge named like a counter (promtool lint)')
   })
 })
 
