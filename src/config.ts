@@ -269,13 +269,15 @@ export function databaseUrl(text: string, password: string | undefined): string 
     throw invalid('it is not a valid URL')
   }
   if (!url.hostname) throw invalid('it names no host')
+  let database: string
   try {
     decodeURIComponent(url.username)
     decodeURIComponent(url.password)
+    database = decodeURIComponent(url.pathname.slice(1))
   } catch {
-    throw invalid('its user or password holds a % that starts no percent-encoding')
+    throw invalid('it holds a % that starts no percent-encoding')
   }
-  if (/[@:/]/.test(decodeURIComponent(url.pathname.slice(1)))) throw invalid('its database name holds @, : or /')
+  if (/[@:/]/.test(database)) throw invalid('its database name holds @, : or /')
   if (password !== undefined) url.password = encodeURIComponent(password)
   return url.href
 }

@@ -125,7 +125,8 @@ describe('when the database password is not URL-safe', () => {
   const pasted = [
     `postgres://tandem:${password}@127.0.0.1:1/tandem`,
     'postgres://tandem:/Rk2+9vQxLm@127.0.0.1:1/tandem',
-    'postgres://tandem:ab%zzcd@127.0.0.1:1/tandem'
+    'postgres://tandem:ab%zzcd@127.0.0.1:1/tandem',
+    'postgres://tandem:/9%zzRk@127.0.0.1:1/tandem'
   ]
   for (const url of pasted) {
     test(`pasted raw into DATABASE_URL (${url.slice(18, 24)}…): \`serve\` exits 1 in one line naming DATABASE_URL, printing nothing of it`, async () => {
