@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 import { hostname } from 'node:os'
+import pino from 'pino'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
@@ -34,12 +35,12 @@ export interface AppOptions {
 
 /** The HTTP app, read as a table of contents: platform first, then one plugin per module. */
 export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions): Promise<FastifyInstance> {
-  const trustProxy = typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy
+  const trusted = proxyTrust(config.trustProxy)
   const app = Fastify({
     logger: { ...loggerOptions(config), base: { replica: hostname(), worker } },
     // One access line per request from the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: requestIds(config.trustProxy),
+    genReqId: requestIds(trusted),
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: false, // server.ts answers its own 503 while draining
     forceCloseConnections: 'idle',
@@ -55,9 +56,8 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     routerOptions: { maxParamLength: 1000 },
     frameworkErrors: frameworkError,
     clientErrorHandler: clientError,
-    // request.ip, which the rate limits count by, and request.host/protocol. A hop count trusts the
-    // nearest peers, whoever they are: for replicas only the proxy can reach (Compose, a Service).
-    trustProxy
+    // request.ip, which the rate limits count by, and request.host/protocol.
+    trustProxy: config.trustProxy === false ? false : trusted
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = config.maxConnections
   app.server.on('checkExpectation', unmetExpectation)
@@ -65,11 +65,10 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
 
   useValidation(app)
   // The access line: at info when ACCESS_LOG is on (production), else at debug. No query string,
-  // header or body in it: a token, cookie or password never reaches the log.
-  // A level LOG_LEVEL leaves out costs nothing: no hook at all.
-  const verbosity = ['trace', 'debug', 'info'].indexOf(config.logLevel) // 0–2: info lines are written
-  const accessLevel = config.accessLog && verbosity >= 0 ? 'info' : verbosity === 0 || verbosity === 1 ? 'debug' : undefined
-  if (accessLevel) {
+  // header or body in it: a token, cookie or password never reaches the log. A level LOG_LEVEL
+  // leaves out costs nothing: no hook at all.
+  const accessLevel = config.accessLog ? 'info' : 'debug'
+  if ((pino.levels.values[config.logLevel] ?? Infinity) <= pino.levels.values[accessLevel]) {
     app.addHook('onResponse', (request, reply, done) => {
       const query = request.url.indexOf('?')
       request.log[accessLevel]({
@@ -103,29 +102,15 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   return app
 }
 
-/** proxy-addr's trust function for a hop count: the `hops` addresses nearest to this process. */
-const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops
-
-const requestIdPattern = /^[\x21-\x7e]{1,128}$/
-
 /**
- * Each request's id (in its log lines and its `X-Request-Id` answer header): the trusted proxy's
- * `X-Request-Id` (nginx's $request_id), so one request can be followed through nginx and the replica,
- * or a new one. A client's own header counts only through a trusted proxy.
+ * Whether the `hop`-th address from this process (0: the connection's peer) is a proxy to trust, as
+ * proxy-addr asks it, for Fastify's request.ip/host/protocol and for the request id alike: none, the
+ * nearest `n` whoever they are (replicas only the proxy can reach: Compose, a Service), or the listed
+ * addresses and CIDRs.
  */
-function requestIds(trust: Config['trustProxy']) {
-  const trusted = trustedPeer(trust)
-  return (req: IncomingMessage) => {
-    const given = req.headers['x-request-id']
-    if (typeof given === 'string' && requestIdPattern.test(given) && trusted(req.socket.remoteAddress ?? '')) return given
-    return randomUUID()
-  }
-}
-
-/** Whether the peer of a connection is the trusted proxy (for a hop count: whoever it is). */
-function trustedPeer(trust: Config['trustProxy']): (address: string) => boolean {
+function proxyTrust(trust: Config['trustProxy']): (address: string, hop: number) => boolean {
   if (trust === false) return () => false
-  if (typeof trust === 'number') return () => true
+  if (typeof trust === 'number') return (_address, hop) => hop < trust
   const proxies = new BlockList()
   for (const entry of trust.split(',')) {
     const [address, bits] = entry.trim().split('/')
@@ -136,5 +121,20 @@ function trustedPeer(trust: Config['trustProxy']): (address: string) => boolean 
   return (peer) => {
     const address = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer
     return isIP(address) !== 0 && proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')
+  }
+}
+
+const requestIdPattern = /^[\x21-\x7e]{1,128}$/
+
+/**
+ * Each request's id (in its log lines and its `X-Request-Id` answer header): the trusted proxy's
+ * `X-Request-Id` (nginx's $request_id), so one request can be followed through nginx and the replica,
+ * or a new one. A client's own header counts only through a trusted proxy.
+ */
+function requestIds(trusted: (address: string, hop: number) => boolean) {
+  return (req: IncomingMessage) => {
+    const given = req.headers['x-request-id']
+    if (typeof given === 'string' && requestIdPattern.test(given) && trusted(req.socket.remoteAddress ?? '', 0)) return given
+    return randomUUID()
   }
 }
