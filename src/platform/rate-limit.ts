@@ -32,21 +32,26 @@ export interface Limit {
  * this be refused?" for requests that only a spent limit stops, like lookups that find their sheet.
  * Charged or not, the upsert takes the key's row lock and its WHERE re-checks the allowance on the
  * newest row, so parallel requests from every replica are decided one after another and a burst
- * cannot see an allowance that is already spent. `allowed` and `waitSeconds` go in the final SELECT.
+ * cannot see an allowance that is already spent. The allowance is measured from the clock when the
+ * lock is had, not from now(): statements queue on the lock in an order that need not be the order
+ * they began in, and one that began first but is decided last would find the others' bookings ahead
+ * of its older now() and be refused an attempt the limit still has. (now() only carries the charge
+ * from the INSERT's row to the UPDATE, within one statement.) `allowed` and `waitSeconds` go in the
+ * final SELECT.
  */
-export function admission (sql: Sql, { key, perMinute }: Limit, charged: postgres.Fragment) {
+export function admission (sql: Sql | postgres.TransactionSql, { key, perMinute }: Limit, charged: postgres.Fragment) {
   const cost = periodSeconds / perMinute
   return {
     cte: sql`admitted as (
       insert into rate_limits as r (key, busy_until)
       select ${key}, now() + make_interval(secs => case when ${charged} then ${cost}::float8 else 0 end)
-      on conflict (key) do update set busy_until = greatest(r.busy_until, now()) + (excluded.busy_until - now())
-       where greatest(r.busy_until, now()) + make_interval(secs => ${cost}) <= now() + make_interval(secs => ${periodSeconds})
+      on conflict (key) do update set busy_until = greatest(r.busy_until, clock_timestamp()) + (excluded.busy_until - now())
+       where greatest(r.busy_until, clock_timestamp()) + make_interval(secs => ${cost}) <= clock_timestamp() + make_interval(secs => ${periodSeconds})
       returning 1
     )`,
     allowed: sql`exists (select 1 from admitted)`,
     // From the statement's snapshot: a refused request sees the row as it was when the statement began.
-    waitSeconds: sql`(select extract(epoch from busy_until - now())::float8 from rate_limits where key = ${key}) + ${cost}::float8 - ${periodSeconds}::float8`
+    waitSeconds: sql`(select extract(epoch from busy_until - clock_timestamp())::float8 from rate_limits where key = ${key}) + ${cost}::float8 - ${periodSeconds}::float8`
   }
 }
 
@@ -58,7 +63,7 @@ export function refused (waitSeconds: number | null, key: string): TooManyReques
 }
 
 /** One statement per attempt, every attempt charged. */
-async function bookAttempt (sql: Sql, limit: Limit): Promise<void> {
+export async function bookAttempt (sql: Sql | postgres.TransactionSql, limit: Limit): Promise<void> {
   const { cte, allowed, waitSeconds } = admission(sql, limit, sql`true`)
   const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
     with ${cte} select ${allowed} as allowed, ${waitSeconds} as "waitSeconds"`
