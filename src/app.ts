@@ -17,6 +17,7 @@ import { incrementsRoutes } from './modules/increments/routes.js'
 import { docsPlugin } from './platform/docs.js'
 import { clientError, errorsPlugin, frameworkError, refuseConnect, unmetExpectation } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
+import { idempotencyPlugin } from './platform/idempotency.js'
 import { loggerOptions } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
 import { overloadPlugin } from './platform/overload.js'
@@ -93,6 +94,7 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
     optional: ['redis']
   })
   await app.register(rateLimitPlugin, { sql })
+  await app.register(idempotencyPlugin, { sql, ttlMs: config.idempotencyTtlMs, connectionWaitMs: config.databaseStatementTimeoutMs })
   await app.register(crebitosRoutes, { sql })
   await app.register(counterRoutes, { sql, config, redis, worker })
   await app.register(accountsRoutes, { sql, config })

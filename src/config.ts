@@ -58,6 +58,7 @@ const ConfigSchema = Type.Object({
   INCREMENT_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
   COUNTER_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
   CSV_EXPORTS_PER_USER: Type.Integer({ minimum: 1, maximum: 1000, default: 2 }),
+  IDEMPOTENCY_TTL_MS: Type.Integer({ minimum: 1000, maximum: 30 * 86_400_000, default: 86_400_000 }),
   CSV_EXPORTS_PER_PROCESS: Type.Integer({ minimum: 1, maximum: 10_000, default: 8 }),
   CSV_SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
   EVENT_STREAMS_PER_USER: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
@@ -143,6 +144,8 @@ export interface Config {
   counterQueueMax: number
   /** CSV downloads at once per user (in one process)... */
   csvExportsPerUser: number
+  /** How long an Idempotency-Key replays the first answer to its write. */
+  idempotencyTtlMs: number
   /** ...and per process; beyond either, 429. */
   csvExportsPerProcess: number
   /** A CSV download whose client reads nothing for this long is ended. */
@@ -226,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     incrementQueueMax: value.INCREMENT_QUEUE_MAX,
     counterQueueMax: value.COUNTER_QUEUE_MAX,
     csvExportsPerUser: value.CSV_EXPORTS_PER_USER,
+    idempotencyTtlMs: value.IDEMPOTENCY_TTL_MS,
     csvExportsPerProcess: value.CSV_EXPORTS_PER_PROCESS,
     csvSendTimeoutMs: value.CSV_SEND_TIMEOUT_MS,
     eventStreamsPerUser: value.EVENT_STREAMS_PER_USER,

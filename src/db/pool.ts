@@ -1,6 +1,8 @@
 import postgres from 'postgres'
 
 export type Sql = postgres.Sql
+/** The pool, or a transaction of it: what a query function runs on. */
+export type Queryable = Sql | postgres.TransactionSql
 
 export interface PoolOptions {
   max?: number

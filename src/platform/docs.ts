@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
+import { IdempotencyHeaders } from './idempotency.js'
 
 /** The OpenAPI document is generated from the route schemas: `/openapi.json`, and Swagger UI at `/documentation`. */
 export const docsPlugin = fp(async (app: FastifyInstance) => {
@@ -18,7 +19,11 @@ export const docsPlugin = fp(async (app: FastifyInstance) => {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }
       }
     },
-    hideUntagged: true
+    hideUntagged: true,
+    // Idempotency-Key is documented on the routes that take it but checked only when it comes (the
+    // idempotency plugin), so a request without it pays no header validation.
+    transform: ({ schema, url, route }) =>
+      route.config?.idempotent ? { schema: { ...schema, headers: IdempotencyHeaders }, url } : { schema, url }
   })
   await app.register(swaggerUi, { routePrefix: '/documentation' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())

@@ -14,6 +14,11 @@ export const ErrorBody = Type.Object({
   details: Type.Optional(Type.Array(Type.String(), { description: 'one "field: reason" per invalid field' }))
 })
 
+/** The JSON body of every error answer, as `ErrorBody` describes it. */
+export function errorBody (code: string, message: string, details?: string[]): Record<string, unknown> {
+  return details ? { error: code, message, details } : { error: code, message }
+}
+
 /** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message, details? }`. */
 export class HttpError extends Error {
   constructor (readonly statusCode: number, readonly code: string, message: string, readonly details?: string[]) {
@@ -118,8 +123,7 @@ export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { 
     const { status, code, message, details, retryAfter } = render(error, request)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.debug({ err: error.message, code }, 'request rejected')
-    const body: Record<string, unknown> = { error: code, message }
-    if (details) body.details = details
+    const body = errorBody(code, message, details)
     if (status === 500 && exposeErrors) body.stack = error.stack
     // Also for errors raised before the security headers' hook has run (an early onRequest hook).
     reply.header('x-content-type-options', 'nosniff')

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type postgres from 'postgres'
-import type { Sql } from '../db/pool.js'
+import type { Queryable, Sql } from '../db/pool.js'
 import { TooManyRequests } from './errors.js'
 
 declare module 'fastify' {
@@ -39,7 +39,7 @@ export interface Limit {
  * from the INSERT's row to the UPDATE, within one statement.) `allowed` and `waitSeconds` go in the
  * final SELECT.
  */
-export function admission (sql: Sql | postgres.TransactionSql, { key, perMinute }: Limit, charged: postgres.Fragment) {
+export function admission (sql: Queryable, { key, perMinute }: Limit, charged: postgres.Fragment) {
   const cost = periodSeconds / perMinute
   return {
     cte: sql`admitted as (
@@ -63,7 +63,7 @@ export function refused (waitSeconds: number | null, key: string): TooManyReques
 }
 
 /** One statement per attempt, every attempt charged. */
-export async function bookAttempt (sql: Sql | postgres.TransactionSql, limit: Limit): Promise<void> {
+export async function bookAttempt (sql: Queryable, limit: Limit): Promise<void> {
   const { cte, allowed, waitSeconds } = admission(sql, limit, sql`true`)
   const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
     with ${cte} select ${allowed} as allowed, ${waitSeconds} as "waitSeconds"`

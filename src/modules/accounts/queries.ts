@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 
 export interface SessionUser {
   id: number
@@ -24,7 +24,7 @@ export interface Names {
 }
 
 /** Inserts the user; undefined when the email is taken (the unique constraint decides, not a prior read). */
-export async function insertUser(sql: Sql, email: string, passwordHash: string, names: Names): Promise<Profile | undefined> {
+export async function insertUser(sql: Queryable, email: string, passwordHash: string, names: Names): Promise<Profile | undefined> {
   const [user] = await sql<Profile[]>`
     insert into users (email, password_hash, first_name, last_name)
     values (${email}, ${passwordHash}, ${names.firstName ?? ''}, ${names.lastName ?? ''})

@@ -2,9 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 import { Counter, Gauge } from 'prom-client'
 import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized, within } from '../../platform/errors.js'
+import { idempotencyHeader } from '../../platform/idempotency.js'
 import { trimTexts } from '../../platform/validation.js'
 import { passwordHasher, unknownUserHash } from './passwords.js'
 import {
@@ -68,6 +69,7 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
   app.addHook('onClose', async () => clearInterval(pruneTimer))
 
   app.post('/api/users', {
+    config: { idempotent: true },
     schema: {
       tags: ['accounts'],
       summary: 'Register a user',
@@ -80,9 +82,18 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
     // Booked before the 32 MiB hash. The address first: one over its own limit spends none of the total.
     await app.rateLimit(`register:${request.ip}`, config.registrationLimitPerMinute)
     await app.rateLimit('register-total', config.registrationTotalLimitPerMinute)
-    const user = await insertUser(sql, email, await hasher.hash(request.body.password), names)
-    if (!user) throw new Conflict('email-taken', 'an account with this email exists')
-    return reply.code(201).send(user)
+    const passwordHash = await hasher.hash(request.body.password)
+    const register = async (db: Queryable) => {
+      const user = await insertUser(db, email, passwordHash, names)
+      if (!user) throw new Conflict('email-taken', 'an account with this email exists')
+      return user
+    }
+    if (request.headers[idempotencyHeader] === undefined) return reply.code(201).send(await register(sql))
+    // The password stays out of the fingerprint, which is stored: a fast hash of it would be a secret
+    // given away. A retry that changes only the password replays the account the first one made.
+    const { password: _password, ...fingerprint } = request.body
+    await app.idempotent(request, reply, { scope: `address:${request.ip}`, status: 201, fingerprint, write: register })
+    return reply
   })
 
   app.post('/api/sessions', {

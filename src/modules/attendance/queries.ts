@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto'
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 import { admission, type Limit } from '../../platform/rate-limit.js'
 import { publicIdAlphabet } from './schema.js'
 
@@ -61,7 +61,7 @@ function randomPublicId (): string {
  * id (1 in 57^6 per sheet) leaves the insert empty and another one is drawn; the unique constraint
  * decides, so replicas drawing the same id at once cannot both have it.
  */
-export async function createSheet (sql: Sql, creatorId: number, courseUnit: number, summary: string | undefined): Promise<string | undefined> {
+export async function createSheet (sql: Queryable, creatorId: number, courseUnit: number, summary: string | undefined): Promise<string | undefined> {
   for (let attempt = 1; attempt <= idAttempts; attempt++) {
     const [row] = await sql<{ publicId: string | null, unitExists: boolean }[]>`
       with unit as (
@@ -200,7 +200,7 @@ export type SignInResult =
  * after its close was answered. A repeat nmec conflicts on the key and changes nothing, also when
  * both arrive at once on different replicas.
  */
-export async function signIn (sql: Sql, publicId: string, caller: number | null, nmec: number, name: string, missLimit: Limit): Promise<SignInResult> {
+export async function signIn (sql: Queryable, publicId: string, caller: number | null, nmec: number, name: string, missLimit: Limit): Promise<SignInResult> {
   const limit = admission(sql, missLimit, sql`not exists (select 1 from sheet)`)
   const [row] = await sql<{
     admitted: boolean, waitSeconds: number | null, found: boolean, isActive: boolean | null, isCreator: boolean,

@@ -3,8 +3,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { Counter, Gauge } from 'prom-client'
 import type { Config } from '../../config.js'
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 import { Conflict, ErrorBody, Forbidden, NotFound, TooManyRequests } from '../../platform/errors.js'
+import { idempotencyHeader } from '../../platform/idempotency.js'
 import { refused, type Limit } from '../../platform/rate-limit.js'
 import { trimTexts } from '../../platform/validation.js'
 import { csvPageSize, studentsCsv } from './download.js'
@@ -77,11 +78,14 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   // preClose, not onClose: onClose runs only once every connection has ended, and these never end by themselves.
   app.addHook('preClose', async () => events.close())
 
-  /** A sign-in under both limits: the address's misses, and its sign-ins on this sheet. */
-  async function limitedSignIn (address: string, id: string, caller: number | null, nmec: number, name: string): Promise<SignInResult> {
+  /**
+   * The address's limits that come before a sign-in's statement (which holds the third, its misses):
+   * its sign-ins on this sheet, and a malformed id that cannot exist booking its miss. An outcome when
+   * they decide it, before any write.
+   */
+  async function signInLimits (address: string, id: string): Promise<SignInResult | undefined> {
     const limit = missLimit(address)
     try {
-      // A malformed id cannot exist: it only books its miss.
       if (!isPublicId(id)) {
         await app.rateLimit(limit.key, limit.perMinute)
         return { outcome: 'unknown-sheet' }
@@ -91,7 +95,19 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
       if (error instanceof TooManyRequests) return { outcome: 'rate-limited', waitSeconds: error.retryAfterSeconds }
       throw error
     }
-    return signIn(sql, id, caller, nmec, name, limit)
+    return undefined
+  }
+
+  /** The student signed in, or the refusal the contract gives the outcome. */
+  function signInAnswer (result: SignInResult) {
+    signIns.inc({ outcome: result.outcome })
+    switch (result.outcome) {
+      case 'rate-limited': throw refused(result.waitSeconds, 'sheet-miss')
+      case 'unknown-sheet': throw new UnknownSheet()
+      case 'closed': throw new Forbidden('this attendance sheet is closed')
+      case 'duplicate': throw new Conflict('already-registered', 'this student number is already on this sheet')
+      case 'registered': return studentJson(result.student)
+    }
   }
 
   app.get('/api/department/all', {
@@ -131,19 +147,26 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
 
   app.post('/api/attendance/sheet/new', {
     onRequest: app.authenticate,
+    config: { idempotent: true },
     schema: {
       tags,
       summary: 'Open a sheet for a lesson',
       security,
       body: NewSheet,
-      response: { 201: CreatedSheet, 401: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+      response: { 201: CreatedSheet, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody }
     }
   }, async (request, reply) => {
     const { summary } = trimTexts({ summary: request.body.summary?.toUpperCase() }, { summary: [1, 50] })
-    const attendanceId = await createSheet(sql, request.user!.id, request.body.courseUnit, summary)
-    if (!attendanceId) throw new NotFound('course unit')
-    sheetsCreated.inc()
-    return reply.code(201).send({ attendanceId })
+    const userId = request.user!.id
+    const create = async (db: Queryable) => {
+      const attendanceId = await createSheet(db, userId, request.body.courseUnit, summary)
+      if (!attendanceId) throw new NotFound('course unit')
+      sheetsCreated.inc()
+      return { attendanceId }
+    }
+    if (request.headers[idempotencyHeader] === undefined) return reply.code(201).send(await create(sql))
+    await app.idempotent(request, reply, { scope: `user:${userId}`, status: 201, write: create })
+    return reply
   })
 
   app.get('/api/attendance/sheet/:id', {
@@ -284,6 +307,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
 
   app.post('/api/attendance/sheet/:id/student/registration', {
     onRequest: app.identify,
+    config: { idempotent: true },
     schema: {
       tags,
       summary: 'Sign a student in: anyone on an open sheet, its creator on a closed one',
@@ -294,15 +318,15 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   }, async (request, reply) => {
     const { id } = request.params
     const { name } = trimTexts({ name: request.body.name }, { name: [5, 100] })
-    const result = await limitedSignIn(request.ip, id, request.user?.id ?? null, request.body.nmec, name)
-    signIns.inc({ outcome: result.outcome })
-    switch (result.outcome) {
-      case 'rate-limited': throw refused(result.waitSeconds, 'sheet-miss')
-      case 'unknown-sheet': throw new UnknownSheet()
-      case 'closed': throw new Forbidden('this attendance sheet is closed')
-      case 'duplicate': throw new Conflict('already-registered', 'this student number is already on this sheet')
-      case 'registered': return reply.code(201).send(studentJson(result.student))
-    }
+    const early = await signInLimits(request.ip, id)
+    if (early) return signInAnswer(early)
+    const caller = request.user?.id ?? null
+    const register = async (db: Queryable) => signInAnswer(await signIn(db, id, caller, request.body.nmec, name, missLimit(request.ip)))
+    if (request.headers[idempotencyHeader] === undefined) return reply.code(201).send(await register(sql))
+    // A teacher's keys are theirs; an anonymous student's, their address's.
+    const scope = caller === null ? `address:${request.ip}` : `user:${caller}`
+    await app.idempotent(request, reply, { scope, status: 201, write: register })
+    return reply
   })
 
   app.delete('/api/attendance/sheet/:id/student/deletion', {

@@ -1,4 +1,4 @@
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 import type { NewTransaction, Statement } from './schema.js'
 
 /**
@@ -6,7 +6,7 @@ import type { NewTransaction, Statement } from './schema.js'
  * replica; under READ COMMITTED its WHERE is re-checked against the newest row version, so a debit
  * can never take the balance below -limite. No row: unknown client. `saldo` null: refused.
  */
-export async function applyTransaction (sql: Sql, clientId: number, t: NewTransaction) {
+export async function applyTransaction (sql: Queryable, clientId: number, t: NewTransaction) {
   const delta = t.tipo === 'c' ? t.valor : -t.valor
   const [row] = await sql<{ limite: number, saldo: number | null }[]>`
     with moved as (

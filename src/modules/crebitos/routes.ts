@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Counter } from 'prom-client'
-import type { Sql } from '../../db/pool.js'
+import type { Queryable, Sql } from '../../db/pool.js'
 import { ErrorBody, NotFound, Unprocessable } from '../../platform/errors.js'
+import { idempotencyHeader } from '../../platform/idempotency.js'
 import { applyTransaction, readStatement } from './queries.js'
 import { Balance, ClientParams, clientId, NewTransaction, Statement } from './schema.js'
 
@@ -14,22 +15,32 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
     registers: [app.metrics]
   })
 
+  /** Applies one transaction, or throws the refusal the contract gives it. */
+  async function transact (db: Queryable, id: number | undefined, transaction: NewTransaction) {
+    const row = id && await applyTransaction(db, id, transaction)
+    const outcome = !row ? 'unknown-client' : row.saldo === null ? 'limit-exceeded' : 'accepted'
+    outcomes.inc({ tipo: transaction.tipo, outcome })
+    if (!row) throw new NotFound('client')
+    if (row.saldo === null) throw new Unprocessable('limit-exceeded', 'the debit would take the balance below -limite')
+    return { limite: row.limite, saldo: row.saldo }
+  }
+
   app.post('/clientes/:id/transacoes', {
+    config: { idempotent: true },
     schema: {
       tags: ['crebitos'],
       summary: 'Credit or debit a client',
       params: ClientParams,
       body: NewTransaction,
-      response: { 200: Balance, 404: ErrorBody, 422: ErrorBody }
+      response: { 200: Balance, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const id = clientId(request.params.id)
-    const row = id && await applyTransaction(sql, id, request.body)
-    const outcome = !row ? 'unknown-client' : row.saldo === null ? 'limit-exceeded' : 'accepted'
-    outcomes.inc({ tipo: request.body.tipo, outcome })
-    if (!row) throw new NotFound('client')
-    if (row.saldo === null) throw new Unprocessable('limit-exceeded', 'the debit would take the balance below -limite')
-    return { limite: row.limite, saldo: row.saldo }
+    // Without the header this is the Rinha path as it always was: one statement, nothing more.
+    if (request.headers[idempotencyHeader] === undefined) return transact(sql, id, request.body)
+    if (!id) throw new NotFound('client')
+    await app.idempotent(request, reply, { scope: `crebitos:${id}`, status: 200, write: (tx) => transact(tx, id, request.body) })
+    return reply
   })
 
   app.get('/clientes/:id/extrato', {

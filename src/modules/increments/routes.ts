@@ -3,7 +3,9 @@ import { Counter, Gauge, Histogram } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
 import { ErrorBody, NotFound } from '../../platform/errors.js'
+import { idempotencyHeader } from '../../platform/idempotency.js'
 import { incrementBatcher } from './batcher.js'
+import { addToKey } from './queries.js'
 import { IncrementResult, KeyParams, KeyState, NewIncrement } from './schema.js'
 
 export interface IncrementsOptions {
@@ -71,16 +73,28 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
   for (const path of ['/increment', '/api/increment']) {
     app.post(path, {
       onRequest: app.authenticate, // before the body is even read: no session, 401
+      config: { idempotent: true },
       schema: {
         tags: ['increments'],
         summary: path === '/increment' ? 'Add to a key; answers its new total once committed' : 'The same as POST /increment',
         security: [{ bearer: [] }],
         body: NewIncrement,
-        response: { 200: IncrementResult, 401: ErrorBody, 422: ErrorBody, 503: ErrorBody }
+        response: { 200: IncrementResult, 401: ErrorBody, 409: ErrorBody, 422: ErrorBody, 503: ErrorBody }
       }
-    }, async (request) => {
+    }, async (request, reply) => {
       const { key, value } = request.body
-      return { key, value: await batcher.add(key, value) }
+      if (request.headers[idempotencyHeader] === undefined) return { key, value: await batcher.add(key, value) }
+      // With a key, the increment and its answer commit together, outside the shared batches.
+      const { replayed } = await app.idempotent(request, reply, {
+        scope: `user:${request.user!.id}`,
+        status: 200,
+        write: async (tx) => ({ key, value: await addToKey(tx, key, value) })
+      })
+      if (!replayed) {
+        perCommit.observe(1)
+        committed.inc()
+      }
+      return reply
     })
   }
 
