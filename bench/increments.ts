@@ -8,6 +8,7 @@ import os from 'node:os'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { formatRun, saturate } from './saturate.js'
+import { login } from './session.js'
 import { pin, ServerSide } from './topology.js'
 
 const { values } = parseArgs({
@@ -54,13 +55,6 @@ try {
   await cluster.stop()
 }
 
-async function login(url: string): Promise<string> {
-  const credentials = { email: `bench-${Date.now()}@example.com`, password: 'benchmark password' }
-  const post = (path: string) => fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(credentials) })
-  await post('/api/users')
-  const session = await (await post('/api/sessions')).json() as { token: string }
-  return session.token
-}
 
 /** PostgreSQL's transaction count, and the batcher's figures summed over the workers. */
 async function figures(url: string) {

@@ -7,6 +7,8 @@ export interface Target {
   path: (n: number) => string
   body?: (n: number) => string
   headers?: Record<string, string>
+  /** Headers of each request beyond `headers` (an Idempotency-Key of its own). */
+  headersOf?: (n: number) => Record<string, string>
 }
 
 export interface SaturationResult {
@@ -43,7 +45,7 @@ export async function saturate(url: string, target: Target, { connections = 64, 
           method: target.method,
           path: target.path(n),
           body: target.body?.(n),
-          headers: { 'content-type': 'application/json', ...target.headers },
+          headers: { 'content-type': 'application/json', ...target.headers, ...target.headersOf?.(n) },
           headersTimeout: 10_000,
           bodyTimeout: 10_000
         })
