@@ -132,6 +132,21 @@ export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { 
     return reply.code(status).send(body)
   })
 
+  // The answers any API route may give, declared here once rather than on every route: 503 (the
+  // database down or slow, or the replica shedding load), 422 when it reads input, and for a body
+  // 400 (malformed), 413 (too large) and 415 (not JSON). A route lists only its own refusals.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { body?: unknown, params?: unknown, querystring?: unknown, response?: object } | undefined
+    if (!schema?.response) return
+    const input = schema.body ?? schema.params ?? schema.querystring
+    schema.response = {
+      503: ErrorBody,
+      ...(input !== undefined && { 422: ErrorBody }),
+      ...(schema.body !== undefined && { 400: ErrorBody, 413: ErrorBody, 415: ErrorBody }),
+      ...schema.response
+    }
+  })
+
   // Node lets an HTTP/1.1 request without Host through (requireHostHeader is off, since Node's own
   // refusal is a bare 400 without a body); it is refused here, in our shape.
   app.addHook('onRequest', (request, reply, done) => {

@@ -74,7 +74,7 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
       tags: ['accounts'],
       summary: 'Register a user',
       body: NewUser,
-      response: { 201: User, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody }
+      response: { 201: User, 409: ErrorBody, 429: ErrorBody }
     }
   }, async (request, reply) => {
     const names = trimNames(request.body)
@@ -101,7 +101,7 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
       tags: ['accounts'],
       summary: 'Log in: a session token, also set as an HttpOnly cookie',
       body: Credentials,
-      response: { 201: NewSession, 401: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody }
+      response: { 201: NewSession, 429: ErrorBody }
     }
   }, async (request, reply) => {
     const email = request.body.email.toLowerCase()
@@ -124,22 +124,20 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
   })
 
   app.get('/api/sessions', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags: ['accounts'],
       summary: 'The current session',
-      security: [{ bearer: [] }],
-      response: { 200: CurrentSession, 401: ErrorBody }
+      response: { 200: CurrentSession }
     }
-  }, async (request) => ({ userId: request.user!.id, email: request.user!.email }))
+  }, async (request) => ({ userId: request.caller.id, email: request.caller.email }))
 
   app.delete('/api/sessions', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags: ['accounts'],
       summary: 'Log out: the session is refused by every replica from now on',
-      security: [{ bearer: [] }],
-      response: { 204: Type.Null({ description: 'logged out' }), 401: ErrorBody }
+      response: { 204: Type.Null({ description: 'logged out' }) }
     }
   }, async (request, reply) => {
     await closeSession(sql, request.sessionToken!)
@@ -148,50 +146,47 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
   })
 
   app.get('/api/users/me', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags: ['accounts'],
       summary: "The caller's profile",
-      security: [{ bearer: [] }],
-      response: { 200: User, 401: ErrorBody }
+      response: { 200: User }
     }
   }, async (request) => {
-    const user = await findProfile(sql, request.user!.id)
+    const user = await findProfile(sql, request.caller.id)
     if (!user) throw new NotFound('user')
     return user
   })
 
   app.patch('/api/users/me', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags: ['accounts'],
       summary: 'Change the first and/or last name (a name left out is kept)',
-      security: [{ bearer: [] }],
       body: ProfileChange,
-      response: { 200: User, 401: ErrorBody, 422: ErrorBody }
+      response: { 200: User }
     }
   }, async (request) => {
-    const user = await updateNames(sql, request.user!.id, trimNames(request.body))
+    const user = await updateNames(sql, request.caller.id, trimNames(request.body))
     if (!user) throw new NotFound('user')
     return user
   })
 
   app.put('/api/users/me/password', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags: ['accounts'],
       summary: "Change the password: every session of the user ends, the caller's included, and the caller gets a fresh one",
       description: 'Answers the new session like a login (token and cookie). Attempts are limited per user (429); ' +
         'after too many wrong current passwords in a row the session making them ends (401).',
-      security: [{ bearer: [] }],
       body: PasswordChange,
       response: {
         200: RotatedSession,
-        401: ErrorBody, 403: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody
+        403: ErrorBody, 429: ErrorBody
       }
     }
   }, async (request, reply) => {
-    const userId = request.user!.id
+    const userId = request.caller.id
     const token = request.sessionToken!
     // Right or wrong, each attempt is booked before the hash: the route is no oracle for the password.
     await app.rateLimit(`password-change:${userId}`, config.passwordChangeLimitPerMinute)

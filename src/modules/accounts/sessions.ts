@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { Forbidden, Unauthorized, within } from '../../platform/errors.js'
+import { ErrorBody, Forbidden, Unauthorized, within } from '../../platform/errors.js'
 import { findSessionUser, hashToken, type SessionUser } from './queries.js'
 
 export const sessionCookie = 'tandem_session'
@@ -13,6 +13,16 @@ declare module 'fastify' {
     /** Set by `app.authenticate` for routes that need a session. */
     user: SessionUser | null
     sessionToken: string | null
+    /** The user of a route declared `auth: 'required'`: there is always one by the time a handler runs. */
+    readonly caller: SessionUser
+  }
+  interface FastifyContextConfig {
+    /**
+     * `required`: 401 without a live session, and the route's OpenAPI security and 401 (and, for
+     * writes, the 403 of a cross-site one) follow; `optional`: open to anyone, `request.user` set when
+     * a live session comes along. Declared once here instead of a hook, a schema entry and an answer each.
+     */
+    auth?: 'required' | 'optional'
   }
   interface FastifyInstance {
     /** onRequest hook: 401 without a live session (Bearer token or session cookie). */
@@ -45,6 +55,12 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
   const publicHost = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).host
   app.decorateRequest('user', null)
   app.decorateRequest('sessionToken', null)
+  app.decorateRequest('caller', {
+    getter () {
+      if (!this.user) throw new Unauthorized()
+      return this.user
+    }
+  })
 
   /** Sets request.user from a live session, or says why there is none. */
   async function resolve(request: FastifyRequest): Promise<'no-token' | 'cross-site' | 'invalid' | undefined> {
@@ -67,6 +83,19 @@ export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: S
 
   // A caller without a usable session (a cross-site write included) is simply anonymous.
   app.decorate('identify', async (request: FastifyRequest) => { await resolve(request) })
+
+  // The route option `auth` becomes the hook that runs first (before the body is even read) and
+  // what the OpenAPI document says of it.
+  app.addHook('onRoute', (route) => {
+    const auth = route.config?.auth
+    if (!auth) return
+    const hook = auth === 'required' ? app.authenticate : app.identify
+    route.onRequest = [hook, ...[route.onRequest ?? []].flat()]
+    if (auth !== 'required' || !route.schema) return
+    route.schema.security = [{ bearer: [] }]
+    const write = ![route.method].flat().every((method) => safeMethods.has(method))
+    route.schema.response = { 401: ErrorBody, ...(write && { 403: ErrorBody }), ...route.schema.response as object }
+  })
 
   const ends = sessionEnds(sql, app.log, config)
   app.decorate('watchSession', ends.watch)

@@ -29,7 +29,6 @@ export interface AttendanceOptions {
 }
 
 const tags = ['attendance']
-const security = [{ bearer: [] }]
 const unitsMaxAgeSeconds = 86_400
 
 class UnknownSheet extends NotFound {
@@ -119,7 +118,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
       tags,
       summary: "A department's course units by id",
       params: DepartmentParams,
-      response: { 200: Type.Array(CourseUnit), 404: ErrorBody, 422: ErrorBody }
+      response: { 200: Type.Array(CourseUnit), 404: ErrorBody }
     }
   }, async (request) => {
     const id = int4(request.params.id)
@@ -136,28 +135,25 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.get('/api/course_units/my', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags,
       summary: 'The course units of the caller’s sheets, by name',
-      security,
-      response: { 200: Type.Array(CourseUnit), 401: ErrorBody }
+      response: { 200: Type.Array(CourseUnit) }
     }
-  }, async (request) => listUserCourseUnits(sql, request.user!.id))
+  }, async (request) => listUserCourseUnits(sql, request.caller.id))
 
   app.post('/api/attendance/sheet/new', {
-    onRequest: app.authenticate,
-    config: { idempotent: true },
+    config: { auth: 'required', idempotent: true },
     schema: {
       tags,
       summary: 'Open a sheet for a lesson',
-      security,
       body: NewSheet,
-      response: { 201: CreatedSheet, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody }
+      response: { 201: CreatedSheet, 404: ErrorBody, 409: ErrorBody }
     }
   }, async (request, reply) => {
     const { summary } = trimTexts({ summary: request.body.summary?.toUpperCase() }, { summary: [1, 50] })
-    const userId = request.user!.id
+    const userId = request.caller.id
     const create = async (db: Queryable) => {
       const attendanceId = await createSheet(db, userId, request.body.courseUnit, summary)
       if (!attendanceId) throw new NotFound('course unit')
@@ -196,18 +192,17 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.get('/api/attendance/sheets/:courseId', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags,
       summary: "The caller's sheets of a course unit, newest first",
-      security,
       params: CourseParams,
-      response: { 200: CourseSheets, 401: ErrorBody, 422: ErrorBody }
+      response: { 200: CourseSheets }
     }
   }, async (request) => {
     const courseUnit = Number(request.params.courseId)
     const id = int4(request.params.courseId)
-    const sheets = id === undefined ? [] : await listUserSheets(sql, request.user!.id, id)
+    const sheets = id === undefined ? [] : await listUserSheets(sql, request.caller.id, id)
     return {
       courseUnit,
       attendances: sheets.map((sheet) => ({ ...sheet, registerTimestamp: sheet.registerTimestamp.toISOString() }))
@@ -215,58 +210,54 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.post('/api/attendance/sheet/:id/status', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags,
       summary: 'Open or close the sheet (its creator)',
-      security,
       params: SheetParams,
       body: StatusChange,
-      response: { 200: Status, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+      response: { 200: Status, 403: ErrorBody, 404: ErrorBody }
     }
   }, async (request) => {
     const { id } = request.params
-    const sheet = isPublicId(id) ? await setSheetStatus(sql, id, request.user!.id, request.body.status) : undefined
-    return { isActive: requireCreator(sheet, request.user!.id).isActive! }
+    const sheet = isPublicId(id) ? await setSheetStatus(sql, id, request.caller.id, request.body.status) : undefined
+    return { isActive: requireCreator(sheet, request.caller.id).isActive! }
   })
 
   app.get('/api/attendance/sheet/:id/students', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags,
       summary: "The sheet's students by sign-in time (its creator)",
-      security,
       params: SheetParams,
-      response: { 200: Type.Array(StudentBody), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody }
+      response: { 200: Type.Array(StudentBody), 403: ErrorBody, 404: ErrorBody }
     }
   }, async (request) => {
     const { id } = request.params
-    const sheet = isPublicId(id) ? await listStudents(sql, id, request.user!.id) : undefined
-    return requireCreator(sheet, request.user!.id).students.map(studentJson)
+    const sheet = isPublicId(id) ? await listStudents(sql, id, request.caller.id) : undefined
+    return requireCreator(sheet, request.caller.id).students.map(studentJson)
   })
 
   app.get('/api/attendance/sheet/:id/students.csv', {
-    onRequest: app.authenticate,
-    config: { longLived: true }, // its own caps bound it, not the in-flight limit
+    config: { auth: 'required', longLived: true }, // its own caps bound it, not the in-flight limit
     schema: {
       tags,
       summary: "The sheet's students as CSV, streamed (its creator)",
       description: 'At most CSV_EXPORTS_PER_USER downloads per user and CSV_EXPORTS_PER_PROCESS per server at once (429 beyond); ' +
         'a download whose client takes nothing for CSV_SEND_TIMEOUT_MS is cut.',
-      security,
       params: SheetParams,
       response: {
         200: {
           description: 'A header line `Timestamp,Student number,Name`, then one line per student by sign-in time',
           content: { 'text/csv': { schema: Type.Unsafe<Readable>({ type: 'string' }) } }
         },
-        401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody
+        403: ErrorBody, 404: ErrorBody, 429: ErrorBody
       }
     }
   }, async (request, reply) => {
-    downloadSlots.hold(request.user!.id, reply.raw)
+    downloadSlots.hold(request.caller.id, reply.raw)
     const { id } = request.params
-    const sheet = requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
+    const sheet = requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.caller.id)
     const first = await studentsPage(sql, sheet.id, undefined, csvPageSize)
     return reply
       .type('text/csv; charset=utf-8')
@@ -276,27 +267,25 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.get('/api/attendance/sheet/:id/events', {
-    onRequest: app.authenticate,
-    config: { longLived: true }, // its own caps bound it, not the in-flight limit
+    config: { auth: 'required', longLived: true }, // its own caps bound it, not the in-flight limit
     schema: {
       tags,
       summary: 'Server-sent events: `change` {sheet, reason} whenever the sheet changes on any replica (its creator)',
       description: 'At most EVENT_STREAMS_PER_USER streams per user and EVENT_STREAMS_PER_PROCESS per server (429 beyond); ' +
         'a stream ends when its session does, and is closed when its client falls EVENT_STREAM_BUFFER_BYTES behind.',
-      security,
       params: SheetParams,
       response: {
         200: {
           description: 'events `change` with data `{"sheet": id, "reason": "registered" | "removed" | "status" | "reconnected"}`',
           content: { 'text/event-stream': { schema: Type.String() } }
         },
-        401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody
+        403: ErrorBody, 404: ErrorBody, 429: ErrorBody
       }
     }
   }, async (request, reply) => {
-    streamSlots.hold(request.user!.id, reply.raw)
+    streamSlots.hold(request.caller.id, reply.raw)
     const { id } = request.params
-    requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.user!.id)
+    requireCreator(isPublicId(id) ? await findSheetAccess(sql, id) : undefined, request.caller.id)
     const sessionEnded = new AbortController()
     const unwatch = await app.watchSession(request.sessionToken!, () => sessionEnded.abort())
     if (reply.raw.closed) unwatch() // its client left while this waited
@@ -306,14 +295,13 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.post('/api/attendance/sheet/:id/student/registration', {
-    onRequest: app.identify,
-    config: { idempotent: true },
+    config: { auth: 'optional', idempotent: true },
     schema: {
       tags,
       summary: 'Sign a student in: anyone on an open sheet, its creator on a closed one',
       params: SheetParams,
       body: SignIn,
-      response: { 201: StudentBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody }
+      response: { 201: StudentBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody }
     }
   }, async (request, reply) => {
     const { id } = request.params
@@ -330,18 +318,17 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
   })
 
   app.delete('/api/attendance/sheet/:id/student/deletion', {
-    onRequest: app.authenticate,
+    config: { auth: 'required' },
     schema: {
       tags,
       summary: 'Remove students from the sheet (its creator); numbers not on it are ignored',
-      security,
       params: SheetParams,
       body: Removal,
-      response: { 200: Removed, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody }
+      response: { 200: Removed, 403: ErrorBody, 404: ErrorBody }
     }
   }, async (request) => {
     const { id } = request.params
-    const sheet = isPublicId(id) ? await removeStudents(sql, id, request.user!.id, request.body.nmecs) : undefined
-    return { removed: requireCreator(sheet, request.user!.id).removed }
+    const sheet = isPublicId(id) ? await removeStudents(sql, id, request.caller.id, request.body.nmecs) : undefined
+    return { removed: requireCreator(sheet, request.caller.id).removed }
   })
 }

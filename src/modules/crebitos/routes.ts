@@ -32,7 +32,7 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       summary: 'Credit or debit a client',
       params: ClientParams,
       body: NewTransaction,
-      response: { 200: Balance, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody }
+      response: { 200: Balance, 404: ErrorBody, 409: ErrorBody }
     }
   }, async (request, reply) => {
     const id = clientId(request.params.id)
@@ -48,7 +48,7 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       tags: ['crebitos'],
       summary: "A client's balance and newest ten transactions",
       params: ClientParams,
-      response: { 200: Statement, 404: ErrorBody, 422: ErrorBody }
+      response: { 200: Statement, 404: ErrorBody }
     }
   }, async (request) => {
     const id = clientId(request.params.id)

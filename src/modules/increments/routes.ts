@@ -72,21 +72,19 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
   // /api/increment: the path of the original increments service, so its existing clients work unchanged.
   for (const path of ['/increment', '/api/increment']) {
     app.post(path, {
-      onRequest: app.authenticate, // before the body is even read: no session, 401
-      config: { idempotent: true },
+      config: { auth: 'required', idempotent: true }, // checked before the body is even read: no session, 401
       schema: {
         tags: ['increments'],
         summary: path === '/increment' ? 'Add to a key; answers its new total once committed' : 'The same as POST /increment',
-        security: [{ bearer: [] }],
         body: NewIncrement,
-        response: { 200: IncrementResult, 401: ErrorBody, 409: ErrorBody, 422: ErrorBody, 503: ErrorBody }
+        response: { 200: IncrementResult, 409: ErrorBody }
       }
     }, async (request, reply) => {
       const { key, value } = request.body
       if (request.headers[idempotencyHeader] === undefined) return { key, value: await batcher.add(key, value) }
       // With a key, the increment and its answer commit together, outside the shared batches.
       const { replayed } = await app.idempotent(request, reply, {
-        scope: `user:${request.user!.id}`,
+        scope: `user:${request.caller.id}`,
         status: 200,
         write: async (tx) => ({ key, value: await addToKey(tx, key, value) })
       })
@@ -103,7 +101,7 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
       tags: ['increments'],
       summary: "A key's total and when it was stored",
       params: KeyParams,
-      response: { 200: KeyState, 404: ErrorBody, 422: ErrorBody }
+      response: { 200: KeyState, 404: ErrorBody }
     }
   }, async (request) => {
     const [row] = await sql<{ value: string, updatedAt: Date }[]>`
