@@ -121,7 +121,10 @@ function render (error: FastifyError & { details?: string[] }, request: FastifyR
 export const errorsPlugin = fp(async (app: FastifyInstance, { exposeErrors }: { exposeErrors: boolean }) => {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const { status, code, message, details, retryAfter } = render(error, request)
-    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    // A 503 is a dependency down or load shed, said for every request it refuses: a warning with its
+    // reason, not an error with a stack each (hundreds a second while PostgreSQL restarts).
+    if (status === 503) request.log.warn({ err: error.message, code }, 'request refused: unavailable')
+    else if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.debug({ err: error.message, code }, 'request rejected')
     const body = errorBody(code, message, details)
     if (status === 500 && exposeErrors) body.stack = error.stack
