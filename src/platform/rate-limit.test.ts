@@ -3,12 +3,12 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
 import { createDatabase, type TestDatabase } from '../../test/helpers/database.js'
-import { bookAttempt } from './rate-limit.js'
+import { admission, bookAttempt } from './rate-limit.js'
 import { TooManyRequests } from './errors.js'
 
 let db: TestDatabase
 
-before(async () => { db = await createDatabase({ migrated: true }) })
+before(async () => { db = await createDatabase({ migrated: true, lockTimeoutMs: 500 }) })
 after(async () => { await db.drop() })
 
 describe('the rate limit shared by every replica', () => {
@@ -45,5 +45,32 @@ describe('the rate limit shared by every replica', () => {
 
     assert.equal(await early, 'allowed')
     await assert.rejects(bookAttempt(db.sql, limit), TooManyRequests)
+  })
+
+  // A lookup that finds its sheet books nothing: it must not queue behind a transaction that holds
+  // the address's row (a sign-in with an Idempotency-Key holds it to its commit), or one slow
+  // request from a classroom's address would stall every sign-in from it on every replica.
+  test('an uncharged check does not wait for a transaction holding the key, and still sees a spent limit', async () => {
+    const limit = { key: `test:${randomUUID()}`, perMinute: 2 }
+    const check = async () => {
+      const { cte, allowed } = admission(db.sql, limit, db.sql`false`)
+      const [row] = await db.sql<{ allowed: boolean }[]>`with ${cte} select ${allowed} as allowed`
+      return row.allowed
+    }
+    await bookAttempt(db.sql, limit)
+
+    const release = await db.holdLock((tx) => bookAttempt(tx, limit))
+    let whileHeld: boolean
+    try {
+      whileHeld = await check()
+    } finally {
+      await release()
+    }
+    const spent = await check()
+
+    assert.equal(whileHeld, true, 'one of two attempts was committed: one more fits')
+    assert.equal(spent, false, 'both booked: a charged attempt would be refused, so is the check')
+    const [{ count }] = await db.sql<{ count: number }[]>`select count(*)::int from rate_limits where key = ${limit.key}`
+    assert.equal(count, 1)
   })
 })

@@ -26,13 +26,14 @@ export interface Limit {
 
 /**
  * A GCRA admission (see 007_rate_limits.sql) to put in the WITH list of the caller's own statement,
- * so the decision costs no round trip of its own. `cte` is `admitted as (…)`, which yields a row when
- * the request may go on: while one more attempt would fit. It books one attempt when `charged` (an SQL
- * boolean, which may read the caller's earlier CTEs) is true, and nothing when it is false: "would
- * this be refused?" for requests that only a spent limit stops, like lookups that find their sheet.
- * Charged or not, the upsert takes the key's row lock and its WHERE re-checks the allowance on the
- * newest row, so parallel requests from every replica are decided one after another and a burst
- * cannot see an allowance that is already spent. The allowance is measured from the clock when the
+ * so the decision costs no round trip of its own. `cte` is `admitted as (…)`; `allowed` says whether
+ * the request may go on: while one more attempt would fit. When `charged` (an SQL boolean, which may
+ * read the caller's earlier CTEs) is true it books one attempt: the upsert takes the key's row lock
+ * and its WHERE re-checks the allowance on the newest row, so parallel attempts from every replica
+ * are decided one after another and a burst cannot see an allowance that is already spent. When it
+ * is false it books nothing and takes no lock, only asking "would this be refused?" of the committed
+ * row, for requests that only a spent limit stops (lookups that find their sheet): they must not
+ * queue behind a transaction that holds the key. The allowance is measured from the clock when the
  * lock is had, not from now(): statements queue on the lock in an order that need not be the order
  * they began in, and one that began first but is decided last would find the others' bookings ahead
  * of its older now() and be refused an attempt the limit still has. (now() only carries the charge
@@ -41,15 +42,17 @@ export interface Limit {
  */
 export function admission (sql: Queryable, { key, perMinute }: Limit, charged: postgres.Fragment) {
   const cost = periodSeconds / perMinute
+  const spent = sql`busy_until + make_interval(secs => ${cost}) > clock_timestamp() + make_interval(secs => ${periodSeconds})`
   return {
     cte: sql`admitted as (
       insert into rate_limits as r (key, busy_until)
-      select ${key}, now() + make_interval(secs => case when ${charged} then ${cost}::float8 else 0 end)
+      select ${key}, now() + make_interval(secs => ${cost}) where ${charged}
       on conflict (key) do update set busy_until = greatest(r.busy_until, clock_timestamp()) + (excluded.busy_until - now())
        where greatest(r.busy_until, clock_timestamp()) + make_interval(secs => ${cost}) <= clock_timestamp() + make_interval(secs => ${periodSeconds})
       returning 1
     )`,
-    allowed: sql`exists (select 1 from admitted)`,
+    allowed: sql`case when ${charged} then exists (select 1 from admitted)
+                      else not exists (select 1 from rate_limits where key = ${key} and ${spent}) end`,
     // From the statement's snapshot: a refused request sees the row as it was when the statement began.
     waitSeconds: sql`(select extract(epoch from busy_until - clock_timestamp())::float8 from rate_limits where key = ${key}) + ${cost}::float8 - ${periodSeconds}::float8`
   }
