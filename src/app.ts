@@ -63,6 +63,9 @@ export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions):
   app.server.maxConnections = config.maxConnections
   app.server.on('checkExpectation', unmetExpectation)
   app.server.on('connect', refuseConnect)
+  // Every body the API reads is JSON. Fastify's default text/plain parser would hand a route a string
+  // to fail validation with 422; without it, text/plain is the 415 any other type gets.
+  app.removeContentTypeParser('text/plain')
 
   useValidation(app)
   // The access line: at info when ACCESS_LOG is on (production), else at debug. No query string,

@@ -10,7 +10,7 @@ import { chromiumSkipReason, gone, launchChromium, visible, waitForRows, watchPr
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { projectRoot, spawnServer, type ServerProcess } from './helpers/servers.js'
 
-// ATTENDANCE.md §7, the acceptance scenario, as a teacher and a student would live it: Debian's
+// docs/attendance.md §7, the acceptance scenario, as a teacher and a student would live it: Debian's
 // Chromium driven by playwright-core against `start` (two node:cluster workers, round robin).
 
 const screenshots = path.join(projectRoot, 'test-results')
@@ -22,7 +22,7 @@ async function screenshot (page: Page, name: string) {
   await page.screenshot({ path: path.join(screenshots, name), fullPage: true })
 }
 
-describe('attendance web UI, end to end (ATTENDANCE.md §7)', { skip: chromiumSkipReason(), timeout: 240_000 }, () => {
+describe('attendance web UI, end to end (docs/attendance.md §7)', { skip: chromiumSkipReason(), timeout: 240_000 }, () => {
   let db: TestDatabase
   let server: ServerProcess
   let browser: Browser

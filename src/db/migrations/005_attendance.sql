@@ -1,4 +1,4 @@
--- attendance: teachers open sheets for a lesson, students sign in on them (ATTENDANCE.md §2).
+-- attendance: teachers open sheets for a lesson, students sign in on them (docs/attendance.md §2).
 
 -- Users registered before names existed keep "" until they set them.
 alter table users

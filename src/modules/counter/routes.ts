@@ -18,7 +18,7 @@ const CounterReply = Type.Object({
 export interface CounterOptions {
   sql: Sql
   config: Pick<Config, 'counterQueueMax' | 'databaseStatementTimeoutMs'>
-  /** With Redis the count lives there (INCR); without, in PostgreSQL. */
+  /** With Redis the count lives there (INCRBY blocks); without, in PostgreSQL. */
   redis?: Redis
   /** The worker number in the embedded cluster; 0 for a standalone replica. */
   worker: number

@@ -181,6 +181,23 @@ describe('POST /clientes/:id/transacoes', () => {
     assert.equal(res.body.error, 'unsupported-media-type')
   })
 
+  // A browser's form or fetch() may send text/plain to another site without a CORS preflight: a JSON
+  // body under it must never be read as a request, whatever the route.
+  for (const type of ['text/plain', 'text/plain;charset=UTF-8']) {
+    test(`a JSON body sent as ${type} gets 415 and writes nothing`, async () => {
+      const id = await createClient()
+
+      const res = await request(base, 'POST', `/clientes/${id}/transacoes`, {
+        body: JSON.stringify({ valor: 1, tipo: 'c', descricao: 'x' }),
+        headers: { 'content-type': type }
+      })
+
+      assert.equal(res.status, 415)
+      assert.equal(res.body.error, 'unsupported-media-type')
+      assert.deepEqual(await storedTransactions(id), [])
+    })
+  }
+
   test('a body over the size limit gets 413', async () => {
     const res = await api.post('/clientes/1/transacoes', { valor: 1, tipo: 'c', descricao: 'x', pad: 'x'.repeat(5000) })
 
@@ -198,6 +215,38 @@ describe('client ids that are not clients', () => {
       assert.ok([404, 422].includes(statement.status), `extrato ${statement.status}`)
       assert.ok([404, 422].includes(transaction.status), `transacoes ${transaction.status}`)
       assert.equal(typeof transaction.body.error, 'string')
+    })
+  }
+})
+
+describe('client ids and the contract', () => {
+  // The contract says unknown client → 404: a well-formed id names no client whatever its length, up
+  // to the 1000 characters the router lets through (a longer segment is a 404 before any route runs).
+  for (const id of ['12345678901', '99999999999', '2147483648', '9'.repeat(20), `1${'0'.repeat(999)}`]) {
+    test(`a positive decimal id of ${id.length} digits that names no client gets 404 on both routes, nothing written`, async () => {
+      const [{ count: before }] = await db.sql`select count(*)::int from transacoes`
+
+      const statement = await api.get(`/clientes/${id}/extrato`)
+      const transaction = await api.post(`/clientes/${id}/transacoes`, { valor: 1, tipo: 'c', descricao: 'x' })
+
+      assert.equal(statement.status, 404)
+      assert.equal(statement.body.error, 'not-found')
+      assert.equal(transaction.status, 404)
+      assert.equal(transaction.body.error, 'not-found')
+      const [{ count: after }] = await db.sql`select count(*)::int from transacoes`
+      assert.equal(after, before)
+    })
+  }
+
+  for (const id of ['abc', '0', '1e3', '-1', '1.5', '01', '0x10']) {
+    test(`id ${JSON.stringify(id)} is not a positive decimal integer: 422 on both routes`, async () => {
+      const statement = await api.get(`/clientes/${id}/extrato`)
+      const transaction = await api.post(`/clientes/${id}/transacoes`, { valor: 1, tipo: 'c', descricao: 'x' })
+
+      assert.equal(statement.status, 422)
+      assert.equal(statement.body.error, 'invalid-input')
+      assert.equal(transaction.status, 422)
+      assert.equal(transaction.body.error, 'invalid-input')
     })
   }
 })

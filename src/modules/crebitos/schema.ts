@@ -1,13 +1,15 @@
 import { Type, type Static } from 'typebox'
 
-// Digits only: "1e3" or "0x10" are not client ids, however a number parser reads them.
+// Digits only: "1e3" or "0x10" are not client ids, however a number parser reads them. Any length
+// is well formed (the contract answers 404 for a client that does not exist, not 422 for its size);
+// maxLength matches the router's maxParamLength, so the pattern never runs on more than 1000 characters.
 export const ClientParams = Type.Object({
-  id: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'client id (1–5 exist)' })
+  id: Type.String({ pattern: '^[1-9][0-9]*$', maxLength: 1000, description: 'client id (1–5 exist)' })
 })
 
 const maxClientId = 2147483647
 
-/** The id as a number, or undefined past the int4 range (no such client can exist). */
+/** The id as a number, or undefined past the int4 range (no such client can exist; 1000 digits are Infinity). */
 export function clientId(id: string): number | undefined {
   const value = Number(id)
   return value <= maxClientId ? value : undefined
