@@ -2,6 +2,15 @@ import js from '@eslint/js'
 import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
+/** Which module's migrations create which tables. */
+const tablesByModule = {
+  crebitos: ['clientes', 'transacoes'],
+  counter: ['counters'],
+  accounts: ['users', 'sessions'],
+  increments: ['increments'],
+  attendance: ['departments', 'course_units', 'attendance_sheets', 'registrations']
+}
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', '.data/', 'test-results/', 'coverage/'] },
   js.configs.recommended,
@@ -21,6 +30,18 @@ export default tseslint.config(
       }]
     }
   },
+  // Modules own their tables: a module's SQL names no table of another's (it reads their data through
+  // what that module exports, like accounts' displayNameOf). Tests may look at any table.
+  ...Object.entries(tablesByModule).map(([module, own]) => ({
+    files: [`src/modules/${module}/**/*.ts`],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', {
+        selector: `TemplateElement[value.raw=/\\b(from|join|into|update|table)\\s+(${Object.values(tablesByModule).flat().filter((table) => !own.includes(table)).join('|')})\\b/i]`,
+        message: `the ${module} module's SQL reads only its own tables`
+      }]
+    }
+  })),
   {
     // The browser UI: data from people and the server goes into pages as text only, and no
     // script-readable storage holds anything (the session is an HttpOnly cookie).

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readdir, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
 import postgres from 'postgres'
 import { loadConfig } from '../src/config.js'
 import { freePort } from '../src/db/embedded.js'
+import { migrations } from '../src/db/migrate.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request } from './helpers/http.js'
 import { newDataDir, removeDataDir, startDatabaseCommand } from './helpers/postgres.js'
@@ -71,8 +72,7 @@ async function runToExit(command: string, env: Record<string, string>, timeoutMs
 
 
 
-const migrationFiles = async () =>
-  (await readdir(path.join(projectRoot, 'src/db/migrations'))).filter((name) => name.endsWith('.sql')).sort()
+const migrationFiles = async () => (await migrations()).map((migration) => migration.name)
 
 describe('when two replicas start at the same moment on an empty database', () => {
   test('then both become healthy, each migration is applied once, and the five clients are seeded once', async () => {

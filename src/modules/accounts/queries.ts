@@ -1,9 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto'
+import type postgres from 'postgres'
 import type { Queryable, Sql } from '../../db/pool.js'
 
 export interface SessionUser {
   id: number
   email: string
+}
+
+/**
+ * A user's name as pages show it ("First Last"), for another module's statement: it reads users
+ * through this rather than joining accounts' table, and stays one statement. `userId`: the SQL
+ * expression of the id (e.g. sql`s.creator_id`).
+ */
+export function displayNameOf (sql: Queryable, userId: postgres.Fragment) {
+  return sql`(select btrim(u.first_name || ' ' || u.last_name) from users u where u.id = ${userId})`
 }
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest()

@@ -79,7 +79,7 @@ describe('reference data', () => {
 
   test('the seed run again changes nothing', async () => {
     const before = [...await db.sql`select * from course_units order by id`]
-    const seed = await readFile(new URL('../../db/migrations/006_attendance_seed.sql', import.meta.url), 'utf8')
+    const seed = await readFile(new URL('./migrations/006_attendance_seed.sql', import.meta.url), 'utf8')
 
     await db.sql.unsafe(seed)
 

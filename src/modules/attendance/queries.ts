@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto'
 import type { Queryable, Sql } from '../../db/pool.js'
 import { admission, type Limit } from '../../platform/rate-limit.js'
+import { displayNameOf } from '../accounts/queries.js'
 import { publicIdAlphabet } from './schema.js'
 
 export interface CourseUnit {
@@ -102,10 +103,9 @@ export async function findSheet (sql: Sql, publicId: string, missLimit: Limit): 
   const [row] = await sql<Array<{ admitted: boolean, waitSeconds: number | null } & ({ id: string } & Omit<SheetView, 'id'> | { id: null })>>`
     with sheet as (
       select s.public_id as id, s.created_at as timestamp, cu.id as "courseUnit", cu.name as "courseUnitName",
-             btrim(u.first_name || ' ' || u.last_name) as "creatorName", s.summary, s.is_active as "isActive"
+             ${displayNameOf(sql, sql`s.creator_id`)} as "creatorName", s.summary, s.is_active as "isActive"
         from attendance_sheets s
         join course_units cu on cu.id = s.course_unit_id
-        join users u on u.id = s.creator_id
        where s.public_id = ${publicId}
     ), ${limit.cte}
     select ${limit.allowed} as admitted, ${limit.waitSeconds} as "waitSeconds", sheet.*
