@@ -1,12 +1,53 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { Ajv, type ErrorObject, type SchemaValidateFunction, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify'
-import { InvalidInput } from './errors.js'
+import { Type } from 'typebox'
 
 // Bodies are JSON: a string is not a number and null is not "". Params, query strings and headers
 // arrive as text, so there (and only there) "42" may become 42.
 const bodies = addFormats.default(new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: true, allErrors: true, verbose: true }))
 const texts = addFormats.default(new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: true }))
+
+/**
+ * Keywords of ours, so a rule lives in the schema (and the OpenAPI document) rather than in a route:
+ * `upperCase: true` upper-cases a string in place; `trimmedLength: [min, max]` trims it in place, then
+ * checks its length in characters as PostgreSQL counts them (code points). Upper-casing comes first
+ * (keywords run in the order they are added), since it can change the length ("ß" is "SS").
+ */
+const upperCase: SchemaValidateFunction = (upper: boolean, text: string, _schema, place) => {
+  if (upper && place) place.parentData[place.parentDataProperty] = text.toUpperCase()
+  return true
+}
+
+const trimmedLength: SchemaValidateFunction = ([min, max]: [number, number], text: string, _schema, place) => {
+  const trimmed = text.trim()
+  if (place) place.parentData[place.parentDataProperty] = trimmed
+  const length = [...trimmed].length
+  if (length >= min && length <= max) return true
+  const message = length === 0 ? 'must not be blank' : `must have ${min} to ${max} characters, not counting surrounding spaces`
+  trimmedLength.errors = [{ keyword: 'trimmedLength', message, params: { min, max } }]
+  return false
+}
+
+for (const ajv of [bodies, texts]) {
+  ajv.addKeyword({ keyword: 'upperCase', type: 'string', schemaType: 'boolean', modifying: true, validate: upperCase })
+  ajv.addKeyword({ keyword: 'trimmedLength', type: 'string', schemaType: 'array', modifying: true, errors: true, validate: trimmedLength })
+}
+
+/**
+ * Text that is trimmed (and, with `upperCase`, upper-cased) before its length is checked: what the
+ * route receives, and what the OpenAPI document says. `maxLength` only bounds the text as sent.
+ */
+export function TrimmedText ({ min, max, upperCase = false, description }: { min: number, max: number, upperCase?: boolean, description?: string }) {
+  const rule = `${min}–${max} characters once trimmed${upperCase ? ' and upper-cased' : ''}`
+  return Type.String({
+    maxLength: 1000,
+    pattern: noNul,
+    ...(upperCase && { upperCase: true }),
+    trimmedLength: [min, max],
+    description: description ? `${description}: ${rule}` : rule
+  })
+}
 
 const compile: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
   wellFormedTexts((httpPart === 'body' ? bodies : texts).compile(schema))
@@ -86,21 +127,10 @@ function reason(error: ErrorObject): string {
 export const noNul = '^[^\\u0000]*$'
 
 /**
- * The rule a JSON schema cannot state: text is trimmed before its length is checked, in characters as
- * PostgreSQL counts them (code points). Answers the trimmed texts, or throws one 422 naming every field
- * out of bounds. A field given as undefined is left out.
+ * An id given as decimal text (a path parameter the schema let through as digits), as a number, or
+ * undefined past PostgreSQL's integer range, where no row can exist: such an id names nothing (404).
  */
-export function trimTexts<T extends Record<string, string | undefined>> (texts: T, bounds: Record<keyof T, [min: number, max: number]>): T {
-  const details: string[] = []
-  const trimmed: Record<string, string | undefined> = {}
-  for (const [field, text] of Object.entries(texts)) {
-    const value = text?.trim()
-    const [min, max] = bounds[field]
-    const length = value === undefined ? min : [...value].length
-    if (length === 0) details.push(`${field}: must not be blank`)
-    else if (length < min || length > max) details.push(`${field}: must have ${min} to ${max} characters, not counting surrounding spaces`)
-    trimmed[field] = value
-  }
-  if (details.length > 0) throw new InvalidInput(details)
-  return trimmed as T
+export function int4 (text: string): number | undefined {
+  const value = Number(text)
+  return value >= -2147483648 && value <= 2147483647 ? value : undefined
 }

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type postgres from 'postgres'
+import type { Static } from 'typebox'
 import type { Queryable, Sql } from '../../db/pool.js'
+import type { ProfileChange, User } from './schema.js'
 
-export interface SessionUser {
-  id: number
-  email: string
-}
+/** Who a session belongs to. */
+export type SessionUser = { id: number, email: string }
 
 /**
  * A user's name as pages show it ("First Last"), for another module's statement: it reads users
@@ -21,17 +21,8 @@ export const hashToken = (token: string) => createHash('sha256').update(token).d
 /** A session token: 256 random bits, of which only the hash is stored. */
 const newToken = () => randomBytes(32).toString('base64url')
 
-export interface Profile {
-  id: number
-  email: string
-  firstName: string
-  lastName: string
-}
-
-export interface Names {
-  firstName?: string
-  lastName?: string
-}
+export type Profile = Static<typeof User>
+export type Names = Static<typeof ProfileChange>
 
 /** Inserts the user; undefined when the email is taken (the unique constraint decides, not a prior read). */
 export async function insertUser(sql: Queryable, email: string, passwordHash: string, names: Names): Promise<Profile | undefined> {

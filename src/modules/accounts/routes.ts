@@ -6,11 +6,10 @@ import type { Queryable, Sql } from '../../db/pool.js'
 import { Counter, Gauge } from 'prom-client'
 import { Conflict, ErrorBody, Forbidden, NotFound, Unauthorized, within } from '../../platform/errors.js'
 import { idempotencyHeader } from '../../platform/idempotency.js'
-import { trimTexts } from '../../platform/validation.js'
 import { passwordHasher, unknownUserHash } from './passwords.js'
 import {
   closeSession, countLiveSessions, countPasswordFailure, findLogin, findPasswordHash, findProfile, insertUser, openSession, pruneSessions,
-  replacePassword, updateNames, type Names
+  replacePassword, updateNames
 } from './queries.js'
 import { Credentials, CurrentSession, NewSession, NewUser, PasswordChange, ProfileChange, RotatedSession, User } from './schema.js'
 import { sessionCookie } from './sessions.js'
@@ -24,11 +23,6 @@ export interface AccountsOptions {
     | 'passwordChangeLimitPerMinute' | 'passwordChangeMaxFailures'
     | 'passwordHashConcurrency' | 'passwordHashQueueMax'>
 }
-
-const trimNames = (names: Names) => trimTexts(
-  { firstName: names.firstName, lastName: names.lastName },
-  { firstName: [1, 100], lastName: [1, 100] }
-)
 
 /** Users and sessions: register, log in, who am I, log out, profile and password. */
 export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, config }) => {
@@ -77,7 +71,7 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
       response: { 201: User, 409: ErrorBody, 429: ErrorBody }
     }
   }, async (request, reply) => {
-    const names = trimNames(request.body)
+    const names = { firstName: request.body.firstName, lastName: request.body.lastName }
     const email = request.body.email.toLowerCase()
     // Booked before the 32 MiB hash. The address first: one over its own limit spends none of the total.
     await app.rateLimit(`register:${request.ip}`, config.registrationLimitPerMinute)
@@ -167,7 +161,7 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
       response: { 200: User }
     }
   }, async (request) => {
-    const user = await updateNames(sql, request.caller.id, trimNames(request.body))
+    const user = await updateNames(sql, request.caller.id, request.body)
     if (!user) throw new NotFound('user')
     return user
   })

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { noNul } from '../../platform/validation.js'
+import { TrimmedText } from '../../platform/validation.js'
 
 export const Credentials = Type.Object({
   email: Type.String({ format: 'email', maxLength: 254 }),
@@ -7,8 +7,7 @@ export const Credentials = Type.Object({
 })
 export type Credentials = Static<typeof Credentials>
 
-// Trimmed before its length is checked (1–100), in the route: a schema cannot say "not blank once trimmed".
-const Name = Type.String({ minLength: 1, maxLength: 1000, pattern: noNul, description: '1–100 characters, trimmed' })
+const Name = TrimmedText({ min: 1, max: 100 })
 
 export const NewUser = Type.Object({
   email: Type.String({ format: 'email', maxLength: 254 }),

@@ -6,8 +6,8 @@ import type { Config } from '../../config.js'
 import type { Queryable, Sql } from '../../db/pool.js'
 import { Conflict, ErrorBody, Forbidden, NotFound, TooManyRequests } from '../../platform/errors.js'
 import { idempotencyHeader } from '../../platform/idempotency.js'
+import { int4 } from '../../platform/validation.js'
 import { refused, type Limit } from '../../platform/rate-limit.js'
-import { trimTexts } from '../../platform/validation.js'
 import { csvPageSize, studentsCsv } from './download.js'
 import { sheetEvents } from './events.js'
 import {
@@ -15,7 +15,7 @@ import {
   listUserCourseUnits, listUserSheets, removeStudents, setSheetStatus, signIn, studentsPage, type SheetAccess, type SignInResult, type Student
 } from './queries.js'
 import {
-  CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, int4, isPublicId, NewSheet,
+  CourseParams, CourseSheets, CourseUnit, CreatedSheet, Department, DepartmentParams, isPublicId, NewSheet,
   Removal, Removed, Sheet, SheetParams, SignIn, Status, StatusChange, Student as StudentBody
 } from './schema.js'
 import { Slots } from './slots.js'
@@ -152,7 +152,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
       response: { 201: CreatedSheet, 404: ErrorBody, 409: ErrorBody }
     }
   }, async (request, reply) => {
-    const { summary } = trimTexts({ summary: request.body.summary?.toUpperCase() }, { summary: [1, 50] })
+    const { summary } = request.body
     const userId = request.caller.id
     const create = async (db: Queryable) => {
       const attendanceId = await createSheet(db, userId, request.body.courseUnit, summary)
@@ -305,7 +305,7 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     }
   }, async (request, reply) => {
     const { id } = request.params
-    const { name } = trimTexts({ name: request.body.name }, { name: [5, 100] })
+    const { name } = request.body
     const early = await signInLimits(request.ip, id)
     if (early) return signInAnswer(early)
     const caller = request.user?.id ?? null

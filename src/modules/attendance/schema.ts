@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { noNul } from '../../platform/validation.js'
+import { TrimmedText } from '../../platform/validation.js'
 
 /** The characters of a public sheet id: digits 2–9, A–Z without I and O, a–z without l. */
 export const publicIdAlphabet = '23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
@@ -18,12 +18,6 @@ const IdText = Type.String({ pattern: '^-?[0-9]{1,20}$' })
 export const DepartmentParams = Type.Object({ id: IdText })
 export const CourseParams = Type.Object({ courseId: IdText })
 
-/** The id as a number, or undefined past PostgreSQL's integer range, where nothing can exist. */
-export function int4 (text: string): number | undefined {
-  const value = Number(text)
-  return value >= -2147483648 && value <= 2147483647 ? value : undefined
-}
-
 const Int4 = Type.Integer({ minimum: -2147483648, maximum: 2147483647 })
 const Nmec = Type.Integer({ minimum: 1, maximum: 99999999, description: 'student number' })
 const Timestamp = Type.String({ format: 'date-time' })
@@ -40,10 +34,9 @@ export const CourseUnit = Type.Object({
   department: Type.Integer({ description: 'the department id' })
 })
 
-// Trimmed (and the summary upper-cased) before their lengths are checked, in the routes.
 export const NewSheet = Type.Object({
   courseUnit: Int4,
-  summary: Type.Optional(Type.String({ minLength: 1, maxLength: 1000, pattern: noNul, description: 'trimmed and upper-cased: 1–50 characters' }))
+  summary: Type.Optional(TrimmedText({ min: 1, max: 50, upperCase: true }))
 })
 export type NewSheet = Static<typeof NewSheet>
 
@@ -82,7 +75,7 @@ export const Status = Type.Object({
 
 export const SignIn = Type.Object({
   nmec: Nmec,
-  name: Type.String({ minLength: 5, maxLength: 1000, pattern: noNul, description: 'trimmed: 5–100 characters' })
+  name: TrimmedText({ min: 5, max: 100 })
 })
 
 export const Student = Type.Object({

@@ -4,7 +4,8 @@ import type { Queryable, Sql } from '../../db/pool.js'
 import { ErrorBody, NotFound, Unprocessable } from '../../platform/errors.js'
 import { idempotencyHeader } from '../../platform/idempotency.js'
 import { applyTransaction, readStatement } from './queries.js'
-import { Balance, ClientParams, clientId, NewTransaction, Statement } from './schema.js'
+import { int4 } from '../../platform/validation.js'
+import { Balance, ClientParams, NewTransaction, Statement } from './schema.js'
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
 export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
@@ -35,7 +36,7 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       response: { 200: Balance, 404: ErrorBody, 409: ErrorBody }
     }
   }, async (request, reply) => {
-    const id = clientId(request.params.id)
+    const id = int4(request.params.id)
     // Without the header this is the Rinha path as it always was: one statement, nothing more.
     if (request.headers[idempotencyHeader] === undefined) return transact(sql, id, request.body)
     if (!id) throw new NotFound('client')
@@ -51,7 +52,7 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
       response: { 200: Statement, 404: ErrorBody }
     }
   }, async (request) => {
-    const id = clientId(request.params.id)
+    const id = int4(request.params.id)
     const statement = id && await readStatement(sql, id)
     if (!statement) throw new NotFound('client')
     return statement

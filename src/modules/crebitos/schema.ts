@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { noNul } from '../../platform/validation.js'
 
 // Digits only: "1e3" or "0x10" are not client ids, however a number parser reads them. Any length
 // is well formed (the contract answers 404 for a client that does not exist, not 422 for its size);
@@ -7,19 +8,12 @@ export const ClientParams = Type.Object({
   id: Type.String({ pattern: '^[1-9][0-9]*$', maxLength: 1000, description: 'client id (1–5 exist)' })
 })
 
-const maxClientId = 2147483647
-
-/** The id as a number, or undefined past the int4 range (no such client can exist; 1000 digits are Infinity). */
-export function clientId(id: string): number | undefined {
-  const value = Number(id)
-  return value <= maxClientId ? value : undefined
-}
 
 export const NewTransaction = Type.Object({
   valor: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'amount in cents' }),
   tipo: Type.Enum(['c', 'd'], { description: 'c = credit, d = debit' }),
   // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
-  descricao: Type.String({ minLength: 1, maxLength: 10, pattern: '^[^\\u0000]*$' })
+  descricao: Type.String({ minLength: 1, maxLength: 10, pattern: noNul })
 }, { additionalProperties: true })
 export type NewTransaction = Static<typeof NewTransaction>
 

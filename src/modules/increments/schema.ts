@@ -1,6 +1,7 @@
 import { Type } from 'typebox'
+import { noNul } from '../../platform/validation.js'
 
-const Key = Type.String({ minLength: 1, maxLength: 200, pattern: '^[^\\u0000]*$' })
+const Key = Type.String({ minLength: 1, maxLength: 200, pattern: noNul })
 
 export const NewIncrement = Type.Object({
   key: Key,
