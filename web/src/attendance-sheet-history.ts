@@ -1,7 +1,7 @@
 import { api, ApiError, type CourseUnit, type SheetSummary } from './api.js'
 import { busy, byId, element, formatDateTime, markInvalid, showMessages } from './dom.js'
 import { startShell } from './shell.js'
-import { createSheetController } from './sheet-view.js'
+import { createSheetController } from './sheet-controller.js'
 
 const form = byId<HTMLFormElement>('history-form')
 const unit = byId<HTMLSelectElement>('history-unit')
@@ -62,6 +62,8 @@ form.addEventListener('submit', async (event) => {
   problem.hidden = true
   section.hidden = false
   const { outcome, error } = await busy(submit, () => sheetView.show(schedule.value))
+  // A sheet chosen after this one is shown instead, and says so itself.
+  if (outcome === 'superseded') return
   if (outcome !== 'shown') {
     showMessages(problem, outcome === 'not-yours' ? ['This attendance sheet is not yours.'] : error?.lines ?? ['The attendance sheet could not be loaded.'])
   }

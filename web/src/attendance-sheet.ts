@@ -1,6 +1,6 @@
 import { byId, element } from './dom.js'
 import { startShell } from './shell.js'
-import { createSheetController } from './sheet-view.js'
+import { createSheetController } from './sheet-controller.js'
 
 const heading = byId('sheet-heading')
 const problem = byId('sheet-problem')
