@@ -27,59 +27,47 @@ export async function migrateDatabase (url: string, config: Config, log: Logger)
   }
 }
 
+/** The embedded cluster's API processes, from the moment they are forked. */
+export interface Workers {
+  /** Resolves once every worker listens (and the cluster's own /metrics port, when it has one). */
+  listening: Promise<void>
+  /**
+   * SIGTERM to every worker, each draining on its own, and their exits awaited. Past their drain
+   * deadline they are killed and it rejects. A worker that dies from then on is not replaced.
+   */
+  close(): Promise<void>
+}
+
 /**
- * The embedded supervisor: database, migrations once, then WORKERS forked API processes sharing
- * PORT (the primary hands out connections round robin). A worker that dies is replaced; SIGTERM or
- * Ctrl-C, at any moment from start-up on, drains the workers there are, then stops the embedded
- * database.
+ * WORKERS forked API processes sharing PORT: the primary hands out connections round robin, and
+ * replaces a worker that dies. Returned at once, so that a signal during start-up drains the workers
+ * there are.
  */
-export async function runPrimary (config: Config, log: Logger) {
-  const databaseReady = provideDatabase(config, log)
-  let stopping = false
-
-  const shutdown = async (signal: string) => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'stopping: draining workers')
-    const timedOut = await drainWorkers(config.shutdownTimeoutMs + 2000)
-    if (timedOut) log.error('workers did not stop in time; killed them')
-    // A signal during start-up waits for the database it started, to stop it rather than orphan it.
-    const started = await databaseReady.catch(() => undefined)
-    await started?.embedded?.stop()
-    log.info('stopped')
-    process.exit(timedOut ? 1 : 0)
-  }
-  process.on('SIGTERM', () => void shutdown('SIGTERM'))
-  process.on('SIGINT', () => void shutdown('SIGINT'))
-
-  const database = await databaseReady
-  const { embedded } = database
-  if (stopping) return // shutdown stops the database and exits
-  try {
-    await migrateDatabase(database.url, config, log)
-  } catch (error) {
-    await embedded?.stop()
-    throw error
-  }
-
+export function forkWorkers (config: Config, databaseUrl: string, log: Logger): Workers {
+  let closing = false
   cluster.schedulingPolicy = cluster.SCHED_RR
   cluster.setupPrimary({ args: ['worker'] })
   const clusterMetrics = serveClusterMetrics()
-  if (config.metricsPort !== undefined) await serveMetrics(clusterMetrics, { host: config.metricsHost, port: config.metricsPort }, log)
-  const fork = () => cluster.fork({ DATABASE_URL: database.url, TANDEM_WORKER: '1' })
+  const fork = () => cluster.fork({ DATABASE_URL: databaseUrl })
   cluster.on('exit', (worker: Worker, code, signal) => {
-    if (stopping) return
+    if (closing) return
     log.error({ worker: worker.id, code, signal }, 'worker died; starting a new one')
-    setTimeout(fork, 500).unref()
+    setTimeout(() => { if (!closing) fork() }, 500).unref()
   })
 
   const workers = Array.from({ length: config.workers }, fork)
-  await Promise.all(workers.map((worker) => once(worker, 'listening')))
-  log.info({
-    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`,
-    workers: config.workers,
-    database: embedded ? `embedded PostgreSQL pid ${embedded.pid} (${config.dataDir})` : 'DATABASE_URL'
-  }, `Tandem listening on ${config.host}:${config.port}`)
+  const metrics = config.metricsPort === undefined
+    ? undefined
+    : serveMetrics(clusterMetrics, { host: config.metricsHost, port: config.metricsPort }, log)
+  return {
+    listening: Promise.all([metrics, ...workers.map((worker) => once(worker, 'listening'))]).then(() => undefined),
+    async close () {
+      closing = true
+      log.info('draining workers')
+      // Longer than a worker's own drain deadline, so that a worker's timeout is its own to report.
+      if (await drainWorkers(config.shutdownTimeoutMs + 2000)) throw new Error('workers did not stop in time; killed them')
+    }
+  }
 }
 
 /** SIGTERM to every live worker, then waits for them; true when some had to be killed. */

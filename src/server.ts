@@ -19,8 +19,18 @@ export interface ServeOptions {
   worker?: number
 }
 
-/** One API process: wait for the database, migrate if asked, listen, and drain on SIGTERM/SIGINT. */
-export async function serve ({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<FastifyInstance> {
+/** A listening API process. Whoever started it decides when to close it (main.ts: on a signal). */
+export interface Server {
+  app: FastifyInstance
+  /**
+   * Drains: new requests get 503, those in flight are answered, increments are committed, then the
+   * pools close. Rejects after SHUTDOWN_TIMEOUT_MS, the drain left unfinished. Later calls share the first.
+   */
+  close(): Promise<void>
+}
+
+/** One API process: wait for the database, migrate if asked, listen; the handle drains it. */
+export async function serve ({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<Server> {
   const sql = createSql(databaseUrl, { max: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs })
   await waitForDatabase(sql, log, config.databaseWaitMs)
   if (runMigrations) await migrate(sql, log)
@@ -31,6 +41,20 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
     ? await serveMetrics(() => app.metrics.metrics(), { host: config.metricsHost, port: config.metricsPort }, log)
     : undefined
 
+  const close = drainer(app, config.shutdownTimeoutMs, async () => {
+    metricsServer?.close()
+    await sql.end({ timeout: 5 })
+    redis?.disconnect()
+  })
+  await app.listen({ port: config.port, host: config.host })
+  return { app, close }
+}
+
+/**
+ * The close of a Server: app.close() waits for the requests in flight (and the plugins' onClose
+ * hooks: the increments still queued are committed), then `release` lets go of the pools.
+ */
+function drainer (app: FastifyInstance, timeoutMs: number, release: () => Promise<void>): () => Promise<void> {
   let closing: Promise<void> | undefined
   // While draining, a request that arrives on a kept-alive connection gets our 503, and every answer
   // closes its connection: a kept-alive socket would hold the close open.
@@ -41,25 +65,22 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
     if (closing) reply.header('connection', 'close')
     done(null, payload)
   })
-  const shutdown = (signal: string) => {
-    closing ??= (async () => {
-      app.log.info({ signal }, 'draining in-flight requests')
-      const timer = setTimeout(() => {
-        app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'drain timed out, exiting')
-        process.exit(1)
-      }, config.shutdownTimeoutMs).unref()
-      await app.close()
-      metricsServer?.close()
-      await sql.end({ timeout: 5 })
-      redis?.disconnect()
-      clearTimeout(timer)
-      app.log.info('stopped')
-      process.exit(0)
-    })()
+  const drain = async () => {
+    app.log.info('draining in-flight requests')
+    await app.close()
+    await release()
   }
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
-  process.once('SIGINT', () => shutdown('SIGINT'))
+  return () => {
+    closing ??= deadline(drain(), timeoutMs, 'drain timed out')
+    return closing
+  }
+}
 
-  await app.listen({ port: config.port, host: config.host })
-  return app
+/** `work`, or a rejection once `ms` have passed: a drain that hangs must not keep the process forever. */
+function deadline (work: Promise<void>, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms).unref()
+  })
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer))
 }

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
 import postgres from 'postgres'
-import { loadConfig } from '../src/config.js'
+import { ConfigError, loadConfig } from '../src/config.js'
 import { freePort } from '../src/db/embedded.js'
 import { migrations } from '../src/db/migrate.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
@@ -105,7 +105,9 @@ describe('when a setting is invalid', () => {
   const cases: Array<{ command: string, variable: string, env: Record<string, string> }> = [
     { command: 'serve', variable: 'PORT', env: { PORT: 'abc', DATABASE_URL: unreachable } },
     { command: 'start', variable: 'WORKERS', env: { WORKERS: '0', DATABASE_URL: unreachable } },
-    { command: 'serve', variable: 'DATABASE_URL', env: { DATABASE_URL: 'mysql://x' } }
+    { command: 'serve', variable: 'DATABASE_URL', env: { DATABASE_URL: 'mysql://x' } },
+    { command: 'serve', variable: 'INCREMENT_BATCH_WINDOW_MS', env: { INCREMENT_BATCH_WINDOW_MS: '600', DATABASE_URL: unreachable } },
+    { command: 'start', variable: 'DATABASE_LOCK_TIMEOUT_MS', env: { DATABASE_LOCK_TIMEOUT_MS: '6000', DATABASE_URL: unreachable } }
   ]
   for (const { command, variable, env } of cases) {
     test(`${variable}=${env[variable]}: then \`${command}\` exits 1 with one line on stderr naming ${variable}`, async () => {
@@ -117,6 +119,35 @@ describe('when a setting is invalid', () => {
       assert.match(lines[0], new RegExp(`\\b${variable}\\b`))
     })
   }
+})
+
+describe('when settings that bound one another disagree', () => {
+  // Lowering one quietly would run something other than what was asked for.
+  const refusal = (env: Record<string, string>) => {
+    try {
+      loadConfig(env)
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error))
+      return error.message
+    }
+    assert.fail(`accepted ${JSON.stringify(env)}`)
+  }
+
+  test('then a batch window up to half of INCREMENT_MAX_LAG_MS is taken as given, and one beyond is refused naming it', () => {
+    assert.equal(loadConfig({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '50' }).incrementBatchWindowMs, 50)
+    assert.equal(refusal({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '51' }),
+      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS="51": must be at most half of INCREMENT_MAX_LAG_MS (100)')
+    assert.equal(refusal({ INCREMENT_MAX_LAG_MS: '3' }),
+      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS (default 2): must be at most half of INCREMENT_MAX_LAG_MS (3)')
+  })
+
+  test('then a lock timeout up to the statement timeout is taken as given, and one beyond is refused naming it', () => {
+    assert.equal(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2000' }).databaseLockTimeoutMs, 2000)
+    assert.equal(refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2001' }),
+      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS="2001": must be at most DATABASE_STATEMENT_TIMEOUT_MS (2000)')
+    assert.equal(refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '500' }),
+      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS (default 1000): must be at most DATABASE_STATEMENT_TIMEOUT_MS (500)')
+  })
 })
 
 describe('when the database password is not URL-safe', () => {

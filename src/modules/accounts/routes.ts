@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fp from 'fastify-plugin'
 import type { FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
@@ -25,7 +26,7 @@ export interface AccountsOptions {
 }
 
 /** Users and sessions: register, log in, who am I, log out, profile and password. */
-export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, config }) => {
+const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, config }) => {
   const hasher = passwordHasher({ concurrency: config.passwordHashConcurrency, queueMax: config.passwordHashQueueMax })
 
   // Secure as the browser's own scheme by default: a Secure cookie sent over plain HTTP is dropped by
@@ -201,3 +202,10 @@ export const accountsRoutes: FastifyPluginAsyncTypebox<AccountsOptions> = async 
     return reply.code(200).send({ token: session.token, userId, expiresAt: session.expiresAt.toISOString() })
   })
 }
+
+/**
+ * Encapsulated (its hooks and decorators stay its own), and named with the platform plugins it needs:
+ * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
+ * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
+ */
+export const accountsRoutes = fp(routes, { name: 'accounts', dependencies: ['errors', 'docs', 'metrics', 'sessions', 'rate-limit', 'idempotency'], encapsulate: true })

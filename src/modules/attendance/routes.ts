@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fp from 'fastify-plugin'
 import { Type } from 'typebox'
 import { Counter, Gauge } from 'prom-client'
 import type { Config } from '../../config.js'
@@ -45,7 +46,7 @@ function requireCreator<T extends SheetAccess> (sheet: T | undefined, userId: nu
 const studentJson = (student: Student) => ({ ...student, timestamp: student.timestamp.toISOString() })
 
 /** Attendance sheets: teachers open them, students sign in, teachers watch, fix, close and export. */
-export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = async (app, { sql, config }) => {
+const routes: FastifyPluginAsyncTypebox<AttendanceOptions> = async (app, { sql, config }) => {
   const signIns = new Counter({
     name: 'tandem_attendance_signins_total',
     help: 'Sign-ins on attendance sheets by outcome',
@@ -332,3 +333,10 @@ export const attendanceRoutes: FastifyPluginAsyncTypebox<AttendanceOptions> = as
     return { removed: requireCreator(sheet, request.caller.id).removed }
   })
 }
+
+/**
+ * Encapsulated (its hooks and decorators stay its own), and named with the platform plugins it needs:
+ * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
+ * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
+ */
+export const attendanceRoutes = fp(routes, { name: 'attendance', dependencies: ['errors', 'docs', 'metrics', 'sessions', 'rate-limit', 'idempotency'], encapsulate: true })

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import type { AddressInfo } from 'node:net'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fp from 'fastify-plugin'
 import { Counter, Histogram } from 'prom-client'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
@@ -25,7 +26,7 @@ export interface CounterOptions {
 }
 
 /** Shows the balancer at work: who answered, and how many requests it and the cluster served. */
-export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, config, redis, worker }) => {
+const routes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, config, redis, worker }) => {
   const reserved = new Histogram({
     name: 'tandem_cluster_requests_reservation_size',
     help: 'Counter numbers reserved per round trip to the store (the batching factor)',
@@ -89,3 +90,10 @@ export const counterRoutes: FastifyPluginAsyncTypebox<CounterOptions> = async (a
 function prefersText(accept: string | undefined): boolean {
   return !!accept && accept.includes('text/plain') && !accept.includes('application/json')
 }
+
+/**
+ * Encapsulated (its hooks and decorators stay its own), and named with the platform plugins it needs:
+ * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
+ * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
+ */
+export const counterRoutes = fp(routes, { name: 'counter', dependencies: ['errors', 'docs', 'metrics'], encapsulate: true })

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
 import type { Queryable, Sql } from '../../db/pool.js'
 import { ErrorBody, NotFound, Unprocessable } from '../../platform/errors.js'
@@ -8,7 +9,7 @@ import { int4 } from '../../platform/validation.js'
 import { Balance, ClientParams, NewTransaction, Statement } from './schema.js'
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
-export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
+const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
   const outcomes = new Counter({
     name: 'tandem_crebitos_transactions_total',
     help: 'Credit and debit requests by outcome',
@@ -58,3 +59,10 @@ export const crebitosRoutes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (ap
     return statement
   })
 }
+
+/**
+ * Encapsulated (its hooks and decorators stay its own), and named with the platform plugins it needs:
+ * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
+ * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
+ */
+export const crebitosRoutes = fp(routes, { name: 'crebitos', dependencies: ['errors', 'docs', 'metrics', 'idempotency'], encapsulate: true })

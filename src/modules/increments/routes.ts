@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
@@ -14,7 +15,7 @@ export interface IncrementsOptions {
 }
 
 /** Shared counters by key: exact sums from any number of replicas, durable before acknowledged. */
-export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, config }) => {
+const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, config }) => {
   const perCommit = new Histogram({
     name: 'tandem_increments_per_commit',
     help: 'Increments committed together in one PostgreSQL transaction (the batching factor)',
@@ -111,3 +112,10 @@ export const incrementsRoutes: FastifyPluginAsyncTypebox<IncrementsOptions> = as
     return { key: request.params.key, value, persistedValue: value, persistedAt: row.updatedAt.toISOString() }
   })
 }
+
+/**
+ * Encapsulated (its hooks and decorators stay its own), and named with the platform plugins it needs:
+ * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
+ * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
+ */
+export const incrementsRoutes = fp(routes, { name: 'increments', dependencies: ['errors', 'docs', 'metrics', 'sessions', 'idempotency'], encapsulate: true })
