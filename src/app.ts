@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 import { hostname } from 'node:os'
 import pino from 'pino'
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { oldestQueryWaitMs, type Sql } from './db/pool.js'
@@ -18,7 +18,7 @@ import { docsPlugin } from './platform/docs.js'
 import { clientError, errorsPlugin, frameworkError, refuseConnect, unmetExpectation } from './platform/errors.js'
 import { healthRoutes } from './platform/health.js'
 import { idempotencyPlugin } from './platform/idempotency.js'
-import { loggerOptions } from './platform/logger.js'
+import { createLogger, type Logger } from './platform/logger.js'
 import { metricsPlugin } from './platform/metrics.js'
 import { overloadPlugin } from './platform/overload.js'
 import { rateLimitPlugin } from './platform/rate-limit.js'
@@ -32,13 +32,15 @@ export interface AppOptions {
   redis?: Redis
   /** The worker number in the embedded cluster; 0 for a standalone replica. */
   worker?: number
+  /** The process's logger (one per process); the app logs through a child naming the replica and worker. */
+  log?: Logger
 }
 
 /** The HTTP app, read as a table of contents: platform first, then one plugin per module. */
-export async function buildApp ({ config, sql, redis, worker = 0 }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, sql, redis, worker = 0, log = createLogger(config) }: AppOptions): Promise<FastifyInstance> {
   const trusted = proxyTrust(config.trustProxy)
   const app = Fastify({
-    logger: { ...loggerOptions(config), base: { replica: hostname(), worker } },
+    loggerInstance: log.child({ replica: hostname(), worker }) as FastifyBaseLogger,
     // One access line per request from the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestIds(trusted),

@@ -35,7 +35,7 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
   await waitForDatabase(sql, log, config.databaseWaitMs)
   if (runMigrations) await migrate(sql, log)
   const redis = config.redisUrl ? createRedis(config.redisUrl, log) : undefined
-  const app = await buildApp({ config, sql, redis, worker })
+  const app = await buildApp({ config, sql, redis, worker, log })
   // A cluster worker's figures are served by the primary, summed over the workers.
   const metricsServer = config.metricsPort !== undefined && worker === undefined
     ? await serveMetrics(() => app.metrics.metrics(), { host: config.metricsHost, port: config.metricsPort }, log)
