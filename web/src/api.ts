@@ -1,3 +1,9 @@
+import type { Static } from 'typebox'
+import type { User as UserSchema } from '../../src/modules/accounts/schema.js'
+import type {
+  CourseSheets, CourseUnit as CourseUnitSchema, Department as DepartmentSchema, Sheet as SheetSchema, Student
+} from '../../src/modules/attendance/schema.js'
+
 /** The JSON API on this origin. The session rides in the HttpOnly cookie; no token is ever visible to scripts. */
 
 export class ApiError extends Error {
@@ -11,22 +17,13 @@ export class ApiError extends Error {
   }
 }
 
-export interface User { id: number, email: string, firstName: string, lastName: string }
-export interface Department { id: number, name: string, initials: string }
-export interface CourseUnit { id: number, name: string, department: number }
-export interface Sheet {
-  id: string
-  timestamp: string
-  courseUnit: number
-  courseUnitName: string
-  creatorName: string
-  summary: string | null
-  isActive: boolean
-  /** PUBLIC_URL (or the origin the server was reached at) + /reg.html?id=… */
-  signInUrl: string
-}
-export interface SheetSummary { id: string, registerTimestamp: string, summary: string | null, isActive: boolean }
-export interface Registration { nmec: number, name: string, timestamp: string }
+// The API's own schemas: a field renamed there fails the page's type check, not a person's browser.
+export type User = Static<typeof UserSchema>
+export type Department = Static<typeof DepartmentSchema>
+export type CourseUnit = Static<typeof CourseUnitSchema>
+export type Sheet = Static<typeof SheetSchema>
+export type SheetSummary = Static<typeof CourseSheets>['attendances'][number]
+export type Registration = Static<typeof Student>
 
 interface Options {
   body?: unknown
