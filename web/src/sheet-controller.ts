@@ -1,3 +1,4 @@
+import { Coalescer } from '../../src/platform/coalescer.js'
 /**
  * One attendance sheet as its creator sees it: what the page knows of it (one state object), the
  * requests that change it, and the view (sheet-view.ts) that draws it. Used by attendance-sheet.html
@@ -23,8 +24,6 @@ export interface SheetController {
   show(id: string): Promise<{ outcome: SheetOutcome, sheet?: Sheet, error?: ApiError }>
 }
 
-interface ListLoad { running: Promise<void>, again: boolean }
-
 /** All the page knows; the view draws from it, and nothing is read back from the page. */
 interface SheetState {
   /** Counts the showings of sheets: an answer asked for under an earlier one is dropped. */
@@ -36,8 +35,8 @@ interface SheetState {
   /** Status requests (reloads and the button's) are numbered as sent; an answer older than the one drawn is stale. */
   statusAsked: number
   statusShown: number
-  /** The list is loaded one request at a time; a change announced meanwhile asks for one more (`again`). */
-  listLoad: ListLoad | null
+  /** The shown sheet's list loads, one at a time: the changes announced meanwhile share the next one. */
+  listLoads: Coalescer<() => void> | null
   live: LiveUpdates | null
 }
 
@@ -51,7 +50,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     selected: new Set(),
     statusAsked: 0,
     statusShown: 0,
-    listLoad: null,
+    listLoads: null,
     live: null
   }
 
@@ -86,19 +85,13 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
 
   function loadStudents (generation = state.generation): Promise<void> {
     if (!current(generation)) return Promise.resolve()
-    if (state.listLoad) {
-      state.listLoad.again = true
-      return state.listLoad.running
-    }
-    const load: ListLoad = { running: Promise.resolve(), again: false }
-    state.listLoad = load
-    load.running = (async () => {
-      do {
-        load.again = false
-        await loadStudentsOnce(generation)
-      } while (load.again && current(generation))
-    })().finally(() => { if (state.listLoad === load) state.listLoad = null })
-    return load.running
+    const settle = (done: Array<() => void>) => { for (const resolve of done) resolve() }
+    state.listLoads ??= new Coalescer<() => void>(async (done) => {
+      if (current(generation)) await loadStudentsOnce(generation)
+      settle(done)
+    }, settle)
+    const loads = state.listLoads
+    return new Promise((resolve) => loads.add(resolve))
   }
 
   async function loadStudentsOnce (generation: number): Promise<void> {
@@ -219,7 +212,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
   function leave (): number {
     state.live?.stop()
     state.live = null
-    state.listLoad = null
+    state.listLoads = null
     state.selecting = false
     state.selected.clear()
     state.students = []

@@ -1,5 +1,6 @@
 import type { Sql } from '../../db/pool.js'
 import type { Redis } from '../../db/redis.js'
+import { Coalescer } from '../../platform/coalescer.js'
 import { Unavailable } from '../../platform/errors.js'
 
 /** Hands out the cluster's request numbers: distinct, consecutive, durable. */
@@ -52,59 +53,45 @@ const sweepEveryMs = 100
  */
 function blocks(backend: ClusterCounter['backend'], reserve: Reserve, limits: CounterLimits): ClusterCounter {
   const { queueMax, deadlineMs, onReserve = () => {}, onRefuse = () => {} } = limits
-  let waiting: Waiter[] = []
-  let reserving = false
   let sweeper: NodeJS.Timeout | undefined
+  const reservations = new Coalescer<Waiter>(
+    async (batch) => {
+      onReserve(batch.length)
+      const first = (await reserve(batch.length)) - batch.length + 1
+      batch.forEach((waiter, index) => waiter.resolve(first + index))
+    },
+    // The store failed or timed out: those who arrived meanwhile would only wait as long again.
+    (batch, error) => {
+      for (const waiter of [...batch, ...reservations.take()]) waiter.reject(error)
+    }
+  )
 
   // While a reservation hangs (a row lock held elsewhere, a slow store), those queued behind it are
   // refused once their deadline passes: nothing was reserved for them, so a retry loses no number.
   function sweep() {
     const oldest = Date.now() - deadlineMs
-    const expired = waiting.filter((waiter) => waiter.arrivedAt <= oldest)
-    if (expired.length > 0) {
-      waiting = waiting.filter((waiter) => waiter.arrivedAt > oldest)
-      for (const waiter of expired) {
-        onRefuse('deadline')
-        waiter.reject(new Unavailable('the counter store did not answer in time, retry shortly'))
-      }
+    for (const waiter of reservations.take((waiter) => waiter.arrivedAt <= oldest)) {
+      onRefuse('deadline')
+      waiter.reject(new Unavailable('the counter store did not answer in time, retry shortly'))
     }
-    if (waiting.length === 0) {
+    if (reservations.waiting.length === 0) {
       clearInterval(sweeper)
       sweeper = undefined
     }
-  }
-
-  async function drain() {
-    reserving = true
-    while (waiting.length > 0) {
-      const batch = waiting
-      waiting = []
-      onReserve(batch.length)
-      try {
-        const first = (await reserve(batch.length)) - batch.length + 1
-        batch.forEach((waiter, index) => waiter.resolve(first + index))
-      } catch (error) {
-        // The store failed or timed out: those who arrived meanwhile would only wait as long again.
-        const failed = [...batch, ...waiting]
-        waiting = []
-        for (const waiter of failed) waiter.reject(error)
-      }
-    }
-    reserving = false
   }
 
   return {
     backend,
     next: () =>
       new Promise<number>((resolve, reject) => {
-        if (waiting.length >= queueMax) {
+        if (reservations.waiting.length >= queueMax) {
           onRefuse('queue-full')
           reject(new Unavailable('too many counter requests waiting, retry shortly'))
           return
         }
-        waiting.push({ arrivedAt: Date.now(), resolve, reject })
-        if (!reserving) void drain()
-        else sweeper ??= setInterval(sweep, sweepEveryMs).unref()
+        reservations.add({ arrivedAt: Date.now(), resolve, reject })
+        // Queued behind a reservation in flight (the first of a batch is sent at once).
+        if (reservations.waiting.length > 0) sweeper ??= setInterval(sweep, sweepEveryMs).unref()
       })
   }
 }
