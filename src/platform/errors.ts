@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { isClientDataError, isTimeout, isUnavailable, sqlState } from '../db/pool.js'
+import { isRedisUnavailable } from '../db/redis.js'
 
 /** The body of every error response, for the route schemas (and so the OpenAPI document). */
 export const ErrorBody = Type.Object({
@@ -110,7 +111,9 @@ function render (error: FastifyError & { details?: string[] }, request: FastifyR
   const state = sqlState(error)
   if (isClientDataError(error)) return { status: 422, code: 'invalid-input', message: invalidInputStates[state] ?? 'value refused by the database' }
   if (isTimeout(error)) return { status: 503, code: 'unavailable', message: 'the database did not answer in time, retry shortly' }
+  // Every dependency's outage is a 503 here, whichever route met it.
   if (isUnavailable(error)) return { status: 503, code: 'unavailable', message: 'the database is unavailable, retry shortly' }
+  if (isRedisUnavailable(error)) return { status: 503, code: 'unavailable', message: 'the counter store is unavailable, retry shortly' }
   if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
     return { status: error.statusCode, code: fastifyCodes[state] ?? 'bad-request', message: error.message }
   }

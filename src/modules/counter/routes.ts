@@ -6,8 +6,7 @@ import { Counter, Histogram } from 'prom-client'
 import { Type } from 'typebox'
 import type { Config } from '../../config.js'
 import type { Sql } from '../../db/pool.js'
-import { isRedisUnavailable, type Redis } from '../../db/redis.js'
-import { Unavailable } from '../../platform/errors.js'
+import type { Redis } from '../../db/redis.js'
 import { postgresCounter, redisCounter } from './store.js'
 
 const CounterReply = Type.Object({
@@ -72,10 +71,7 @@ const routes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, con
       }
     }
   }, async (request, reply) => {
-    const clusterRequests = await counter.next().catch((error: unknown) => {
-      if (isRedisUnavailable(error)) throw new Unavailable('the counter store is unavailable, retry shortly')
-      throw error
-    })
+    const clusterRequests = await counter.next()
     const instanceRequests = ++served
     answered.inc({ backend: counter.backend })
     const body = { instance: whoAmI(), instanceRequests, clusterRequests }
