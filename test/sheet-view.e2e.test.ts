@@ -120,12 +120,18 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     assert.deepEqual(rows.map((row) => row.slice(1)), shown.rows)
   }
 
-  test('history: a late answer about sheet A, chosen before sheet B, changes nothing of B, and the button acts on B', async () => {
-    const { context, page } = await newPage()
+  /** A teacher with sheet A (open, one student) and sheet B (closed, another student). */
+  async function twoSheets (context: BrowserContext) {
     await signUp(context)
     const sheetA = await createSheet(context, 'SHEET A', { nmec: 1111, name: 'Alice Abreu' })
     const sheetB = await createSheet(context, 'SHEET B', { nmec: 2222, name: 'Bruno Borges' })
     await setStatus(context, sheetB, false)
+    return { sheetA, sheetB }
+  }
+
+  test('history: a late answer about sheet A, chosen before sheet B, changes nothing of B, and the button acts on B', async () => {
+    const { context, page } = await newPage()
+    const { sheetA, sheetB } = await twoSheets(context)
 
     await page.goto('/attendance-sheet-history.html')
     await page.locator('#history-unit option', { hasText: 'MAS' }).first().waitFor({ state: 'attached' })
@@ -171,10 +177,7 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
 
   test('history: sheet A still loading when sheet B is asked for and shown: A\'s late answers are dropped', async () => {
     const { context, page } = await newPage()
-    await signUp(context)
-    const sheetA = await createSheet(context, 'SHEET A', { nmec: 1111, name: 'Alice Abreu' })
-    const sheetB = await createSheet(context, 'SHEET B', { nmec: 2222, name: 'Bruno Borges' })
-    await setStatus(context, sheetB, false)
+    const { sheetA, sheetB } = await twoSheets(context)
     const held = new HeldAnswers((method, path) => {
       if (method !== 'GET') return undefined
       if (path === `/api/attendance/sheet/${sheetA}`) return 'sheet'

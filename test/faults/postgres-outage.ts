@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { until } from '../helpers/wait.js'
 import { loggedErrors, ownPostgres, startReplica, type Replica } from './processes.js'
-import { emptyResult, type ScenarioResult } from './report.js'
+import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { prepare } from './setup.js'
 import { judgeAnswers, verify } from './verify.js'
 import { during, Load, slowest, statusCounts, type AttemptRecord } from './workload.js'
@@ -98,8 +98,9 @@ export async function postgresOutage(log: (line: string) => void): Promise<Scena
       `${met.length} requests met it, ${statusCounts(met)}; ${slowRefusals} of the 503s took over 1 s; slowest answer ${slowest(met)} ms`)
     result.slowestMs = Math.max(result.slowestMs, slowest(met))
     // A request sent once the database has been back for a whole statement deadline has no reason
-    // to be refused: every pooled connection has had that long to connect again.
-    const late = refusals.filter(({ outcome }) => outcome.startedAt >= phase.back + statementTimeoutMs)
+    // to be refused: every pooled connection has had that long to connect again. One still in flight
+    // when the next fault began met that fault instead.
+    const late = refusals.filter(({ outcome }) => outcome.startedAt >= phase.back + statementTimeoutMs && outcome.startedAt + outcome.ms < phase.end)
     if (late.length > 0) {
       const latest = Math.max(...late.map(({ outcome }) => outcome.startedAt)) - phase.back
       result.problems.push(`${phase.what}: requests sent ${statementTimeoutMs}–${latest} ms after the database was back were still refused: ${statusCounts(late)}`)
@@ -129,11 +130,6 @@ export async function postgresOutage(log: (line: string) => void): Promise<Scena
   const sql = pg.connect()
   const verdict = await verify(sql, load, { exact: false, sheet: fixtures.sheet })
   log(`  writes: ${load.writes.length} intended, ${verdict.checked} acknowledged, ${verdict.appliedUnacknowledged} applied though answered 503 (their commit's answer was lost with the connection), ${verdict.unresolved} without a final answer`)
-  result.requests = load.requests
-  result.acked = verdict.checked
-  result.retries = load.retries
-  result.duplicates = verdict.duplicates
-  result.lost = verdict.lost
-  result.problems.push(...verdict.problems)
+  tally(result, load, verdict)
   return result
 }

@@ -10,7 +10,7 @@ import { createDatabase } from '../helpers/database.js'
 import { redisSkipReason, startRedisServer } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
 import { loggedErrors, onCleanup, startReplica, type Replica } from './processes.js'
-import { emptyResult, type ScenarioResult } from './report.js'
+import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { balances, prepare } from './setup.js'
 import { send } from './transport.js'
 import { judgeAnswers, verify } from './verify.js'
@@ -165,11 +165,7 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
     log(`  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`)
     if (unexpected.length > 0) result.problems.push(`replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`)
   }
-  result.requests = load.requests + sequential.length
-  result.acked = verdict.checked
-  result.retries = load.retries
-  result.duplicates += verdict.duplicates
-  result.lost = verdict.lost
-  result.problems.push(...verdict.problems)
+  result.requests += sequential.length
+  tally(result, load, verdict)
   return result
 }

@@ -12,7 +12,7 @@ import { createDatabase } from '../helpers/database.js'
 import { until } from '../helpers/wait.js'
 import { killGroup } from '../helpers/servers.js'
 import { loggedErrors, onCleanup, startReplica, type Replica } from './processes.js'
-import { emptyResult, type ScenarioResult } from './report.js'
+import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { balances, prepare, type Fixtures } from './setup.js'
 import { describe, send, type Outcome } from './transport.js'
 import { judgeAnswers, verify } from './verify.js'
@@ -198,11 +198,7 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
   balancesBefore.set(5, (balancesBefore.get(5) ?? 0) + (survivor[1].ok && survivor[1].status === 200 ? 1 : 0))
   const verdict = await verify(db.sql, load, { exact: true, balancesBefore, sheet: fixtures.sheet })
   if (verdict.unresolved > 0) result.problems.push(`${verdict.unresolved} intended writes had no final answer after every retry`)
-  result.requests = load.requests + survivor.length
-  result.acked = verdict.checked
-  result.retries = load.retries
-  result.duplicates = verdict.duplicates
-  result.lost = verdict.lost
-  result.problems.push(...verdict.problems)
+  result.requests += survivor.length
+  tally(result, load, verdict)
   return result
 }

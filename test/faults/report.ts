@@ -1,4 +1,5 @@
 /** One scenario's figures, its one summary line, and the reasons it failed. */
+import type { Verdict } from './verify.js'
 
 export interface ScenarioResult {
   name: string
@@ -34,4 +35,14 @@ export function summaryLine(result: ScenarioResult): string {
     `slowest answer during the fault ${result.slowestMs} ms`
   ]
   return `faults: ${result.name}: ${figures.join(', ')} — ${passed(result) ? 'passed' : `FAILED (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'})`}`
+}
+
+/** What a scenario's load and its verification add to its result. */
+export function tally(result: ScenarioResult, load: { requests: number, retries: number }, verdict: Verdict) {
+  result.requests += load.requests
+  result.acked += verdict.checked
+  result.retries += load.retries
+  result.duplicates += verdict.duplicates
+  result.lost += verdict.lost
+  result.problems.push(...verdict.problems)
 }
