@@ -12,7 +12,6 @@
  * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runLoad, profiles, type Progress } from './load.js'
 import { sampleProcesses } from './processes.js'
@@ -66,8 +65,8 @@ function positive(flag: string, text: string): number {
 }
 
 function chooseTopology(wanted: TopologyName): TopologyName {
-  if (wanted !== 'nginx' || existsSync(nginxBinary)) return wanted
-  console.warn(`\n${'!'.repeat(78)}\n!!! nginx is not installed (${nginxBinary}): run \`apt-get install -y nginx\`.\n` +
+  if (wanted !== 'nginx' || nginxBinary) return wanted
+  console.warn(`\n${'!'.repeat(78)}\n!!! nginx is not installed: run \`apt-get install -y nginx\`.\n` +
     `!!! Falling back to the cluster topology: these figures are NOT the nginx ones.\n${'!'.repeat(78)}\n`)
   return 'cluster'
 }

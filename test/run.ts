@@ -1,17 +1,26 @@
 /**
- * `npm test`: finds a PostgreSQL (DATABASE_URL, else an embedded one started here for the run),
- * then runs every *.test.ts with node's test runner. Each test file makes databases of its own.
+ * `npm test`: builds dist/ if it is older than its sources (spawned replicas run it), finds a
+ * PostgreSQL (DATABASE_URL, else an embedded one started here for the run), then runs every
+ * *.test.ts with node's test runner. Each test file makes databases of its own.
+ *
+ *   npm test -- crebitos     only the files whose path contains `crebitos`
+ *   COVERAGE=1 npm test      also prints line, branch and function coverage of the code run in the
+ *                            test processes (in-process apps; not the spawned replicas)
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.js'
 import { createLogger } from '../src/platform/logger.js'
+import { freshBuildVariable, staleBuild } from './helpers/build.js'
+import { projectRoot } from './helpers/processes.js'
 
 const roots = ['src', 'test']
-const only = process.argv.slice(2)
+const args = process.argv.slice(2)
+const coverage = process.env.COVERAGE === '1' || args.includes('--coverage')
+const only = args.filter((arg) => arg !== '--coverage')
 
 function testFiles(): string[] {
   return roots
@@ -21,7 +30,17 @@ function testFiles(): string[] {
     .sort()
 }
 
+/** `npm test` has just built; `tsx test/run.ts` after an edit has not, and would test the old code. */
+function ensureFreshBuild() {
+  const stale = staleBuild()
+  if (!stale) return
+  console.log(`test: ${stale}; building`)
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: projectRoot, stdio: 'inherit' })
+  if (build.status !== 0) throw new Error(`test: the build failed (exit ${build.status ?? build.signal})`)
+}
+
 async function main() {
+  ensureFreshBuild()
   let adminUrl = process.env.DATABASE_URL
   let embedded: EmbeddedServer | undefined
   let dataDir: string | undefined
@@ -32,9 +51,11 @@ async function main() {
     adminUrl = embedded.url
   }
   const files = testFiles()
-  const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+  const flags = ['--import', 'tsx', '--test', '--test-reporter=spec', ...(coverage ? ['--experimental-test-coverage'] : [])]
+  const child = spawn(process.execPath, [...flags, ...files], {
     stdio: 'inherit',
-    env: { ...process.env, TANDEM_TEST_ADMIN_URL: adminUrl, DATABASE_URL: '' }
+    // dist/ is fresh now: an edit made while the suite runs must not fail the files after it.
+    env: { ...process.env, TANDEM_TEST_ADMIN_URL: adminUrl, DATABASE_URL: '', [freshBuildVariable]: '1' }
   })
   const code = await new Promise<number>((resolve) => child.once('exit', (status) => resolve(status ?? 1)))
   await embedded?.stop()

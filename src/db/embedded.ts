@@ -1,15 +1,18 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
-  chmodSync, chownSync, closeSync, cpSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync,
+  chmodSync, chownSync, closeSync, cpSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync,
   readlinkSync, realpathSync, renameSync, rmSync, type Stats
 } from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../platform/logger.js'
+import { freePort, isAlive, isZombie } from '../platform/processes.js'
+
+// Test files import freePort from here still; its home is platform/processes.ts.
+export { freePort }
 
 interface Binaries {
   postgres: string
@@ -149,17 +152,23 @@ function handle(credentials: Credentials, port: number, pid: number, child: Chil
   }
 }
 
-/** After a crash of the supervisor alone, the old postmaster may still be serving this data directory. */
-async function adoptRunning(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
+/** The postmaster serving a cluster directory: pid and port, lines 1 and 4 of its postmaster.pid. */
+export async function readPostmaster(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
   const lockFile = path.join(pgdata, 'postmaster.pid')
   if (!existsSync(lockFile)) return undefined
   const [pid, , , port] = (await readFile(lockFile, 'utf8')).split('\n').map((line) => Number.parseInt(line, 10))
+  return { pid: pid || 0, port: port || 0 }
+}
+
+/** After a crash of the supervisor alone, the old postmaster may still be serving this data directory. */
+async function adoptRunning(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
+  const { pid, port } = await readPostmaster(pgdata) ?? { pid: 0, port: 0 }
   if (!pid) return undefined
   if (isAlive(pid)) return port ? { pid, port } : undefined
   // A killed postmaster can linger as a zombie until init reaps it; PostgreSQL would take it for a
   // live server and refuse the data directory. Give init a moment, then drop the stale lock.
   for (const deadline = Date.now() + 5000; isZombie(pid) && Date.now() < deadline; ) await sleep(50)
-  if (isZombie(pid)) await rm(lockFile, { force: true })
+  if (isZombie(pid)) await rm(path.join(pgdata, 'postmaster.pid'), { force: true })
   return undefined
 }
 
@@ -344,35 +353,4 @@ async function runAs(): Promise<Owner> {
     execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', user])
     return { uid: id('-u'), gid: id('-g') }
   }
-}
-
-/** Running, and not a zombie (a dead process not yet reaped, which signal 0 still reaches). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
-  }
-  return !isZombie(pid)
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
-  } catch {
-    return false // gone, or no /proc (macOS): signal 0 has answered already
-  }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }

@@ -9,7 +9,7 @@ import type { Sql } from '../../src/db/pool.js'
 import { hashToken } from '../../src/modules/accounts/queries.js'
 import { signUp } from '../helpers/accounts.js'
 import { request } from '../helpers/http.js'
-import { projectRoot } from '../helpers/servers.js'
+import { projectRoot } from '../helpers/processes.js'
 import type { Account, Context } from './cases.js'
 
 const password = 'correct horse battery'

@@ -1,13 +1,12 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import { spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect as connectTls } from 'node:tls'
-import { freePort } from '../../src/db/embedded.js'
-import { projectRoot } from './servers.js'
+import { freePort, hasExited, launch, projectRoot, stopLaunched, type Launched } from './processes.js'
 
+/** The one place nginx is looked for, by the tests and the benchmarks alike: Debian's, a source build's, others'. */
 export const nginxBinary = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']
   .find((candidate) => spawnSync(candidate, ['-v']).status === 0)
 
@@ -48,83 +47,93 @@ export async function localTlsConf(port: number, cert: string, key: string): Pro
 export interface NginxOptions {
   /** Also serve deploy/nginx/tls.conf, on `port` (a free one if not given), with this certificate and key (PEM files). */
   tls?: { cert: string, key: string, port?: number }
+  /** Worker processes instead of the shipped `auto` (a benchmark runs one, pinned beside the replicas). */
+  workers?: number
+  /** CPUs to run on (taskset). */
+  cpus?: string
 }
 
-export interface NginxProcess {
+export interface NginxProcess extends Launched {
   /** The plain-HTTP server of nginx.conf. */
   url: string
   port: number
   /** The HTTPS server of tls.conf, when started with `tls`. */
   tlsUrl?: string
   tlsPort?: number
-  /** What nginx wrote on stderr (its error log). */
+  /** Its error log so far (on stderr, as shipped). */
   errors(): string
   /** The JSON access log so far, one line per request. */
   accessLog(): Promise<string>
+  /** Graceful (SIGQUIT: the requests in flight finish), kill -9 after 10 s; then its directory goes. */
   stop(): Promise<void>
 }
 
-const shippedInclude = 'include /etc/nginx/tandem.d/*.conf;'
-const shippedAccessLog = 'access_log /var/log/nginx/access.log '
+/**
+ * The lines of the shipped nginx.conf a local run changes, each checked to be there: the optional
+ * servers from this run's directory (never the machine's /etc/nginx), the JSON access log into it
+ * too (the nginx image links /var/log/nginx/access.log to its stdout), its temporary files, and the
+ * number of workers. As root, workers stay root so they can reach the run's directory.
+ */
+function adapt(conf: string, dir: string, workers: number | 'auto'): string {
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `${kind}_temp_path ${path.join(dir, kind)};`).join('\n  ')
+  const rewrites: Array<[RegExp, string]> = [
+    [/include \/etc\/nginx\/tandem\.d\/\*\.conf;/, `include ${path.join(dir, 'tandem.d')}/*.conf;`],
+    [/access_log \/var\/log\/nginx\/access\.log /, `access_log ${path.join(dir, 'logs', 'access.log')} `],
+    [/^worker_processes [^;]+;/m, `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes ${workers};`],
+    [/^http \{/m, `http {\n  ${temp}`]
+  ]
+  return rewrites.reduce((text, [line, local]) => {
+    if (!line.test(text)) throw new Error(`deploy/nginx/nginx.conf no longer has the line the harness rewrites (${line})`)
+    return text.replace(line, local)
+  }, conf)
+}
 
 /**
  * nginx with deploy/nginx/nginx.conf (and tls.conf, with `tls`) in front of `upstreams`
- * (host:port). Its pid, logs and temporary files live in a directory of its own, the JSON access
- * log too (the nginx image links /var/log/nginx/access.log to its stdout).
+ * (host:port), in a process group of its own, with its pid, logs and temporary files in a
+ * directory of its own.
  */
-export async function startNginx(upstreams: string[], { tls }: NginxOptions = {}): Promise<NginxProcess> {
+export async function startNginx(upstreams: string[], { tls, workers, cpus }: NginxOptions = {}): Promise<NginxProcess> {
+  if (!nginxBinary) throw new Error('nginx is not installed (apt-get install -y nginx)')
   const dir = await mkdtemp(path.join(tmpdir(), 'tandem-nginx-'))
   await mkdir(path.join(dir, 'logs'))
   await mkdir(path.join(dir, 'tandem.d'))
   const port = await freePort()
   const tlsPort = tls ? tls.port ?? await freePort() : undefined
   const confFile = path.join(dir, 'nginx.conf')
-  const conf = await localNginxConf(upstreams, port)
-  if (!conf.includes(shippedInclude)) throw new Error(`deploy/nginx/nginx.conf no longer has "${shippedInclude}"`)
-  // The optional servers come from this directory, never from the machine's /etc/nginx.
-  if (!conf.includes(shippedAccessLog)) throw new Error(`deploy/nginx/nginx.conf no longer has "${shippedAccessLog}"`)
-  const accessLog = path.join(dir, 'logs', 'access.log')
-  await writeFile(confFile, conf
-    .replace(shippedInclude, `include ${path.join(dir, 'tandem.d')}/*.conf;`)
-    .replace(shippedAccessLog, `access_log ${accessLog} `))
+  await writeFile(confFile, adapt(await localNginxConf(upstreams, port), dir, workers ?? 'auto'))
   if (tls) await writeFile(path.join(dir, 'tandem.d', 'tls.conf'), await localTlsConf(tlsPort!, tls.cert, tls.key))
-  const child: ChildProcess = spawn(nginxBinary!, ['-p', dir, '-c', confFile, '-g', `daemon off; pid ${dir}/nginx.pid;`], {
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let errors = ''
-  child.stderr!.on('data', (chunk) => { errors += chunk })
-  const url = `http://127.0.0.1:${port}`
+  const launched = launch('nginx', [nginxBinary, '-p', dir, '-c', confFile, '-g', `daemon off; pid ${dir}/nginx.pid;`], { cpus })
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit')
-      child.kill('SIGQUIT') // graceful: finish the requests in flight
-      await Promise.race([exited, sleep(10_000)])
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL')
-        await exited
-      }
-    }
+    await stopLaunched(launched, { signal: 'SIGQUIT', groupSignal: false, graceMs: 10_000 })
     await rm(dir, { recursive: true, force: true })
   }
   try {
-    for (const deadline = Date.now() + 10_000; ; await sleep(50)) {
-      if (child.exitCode !== null) throw new Error(`nginx exited: ${errors}`)
-      if (Date.now() > deadline) throw new Error(`nginx did not listen within 10 s: ${errors}`)
-      if (await fetch(`${url}/nginx_status`).then((res) => res.ok, () => false)) break
-    }
-    if (tlsPort !== undefined) await waitForTls(tlsPort, () => errors)
+    await waitForStatus(`http://127.0.0.1:${port}`, launched)
+    if (tlsPort !== undefined) await waitForTls(tlsPort, launched.output)
   } catch (error) {
     await stop()
     throw error
   }
+  const accessLog = path.join(dir, 'logs', 'access.log')
   return {
-    url,
+    ...launched,
+    url: `http://127.0.0.1:${port}`,
     port,
     tlsUrl: tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`,
     tlsPort,
-    errors: () => errors,
+    errors: launched.output,
     accessLog: () => readFile(accessLog, 'utf8').catch(() => ''),
     stop
+  }
+}
+
+/** Until nginx's own /nginx_status answers: it listens, whatever the upstreams are doing. */
+async function waitForStatus(url: string, nginx: Launched) {
+  for (const deadline = Date.now() + 10_000; ; await sleep(50)) {
+    if (hasExited(nginx.child)) throw new Error(`nginx exited: ${nginx.output()}`)
+    if (Date.now() > deadline) throw new Error(`nginx did not listen within 10 s: ${nginx.output()}`)
+    if (await fetch(`${url}/nginx_status`).then((res) => res.ok, () => false)) return
   }
 }
 

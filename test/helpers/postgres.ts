@@ -1,14 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedded.js'
+import { readPostmaster as readLockFile, startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedded.js'
 import { quietLog } from './database.js'
-import { killGroup, mainScript, projectRoot } from './servers.js'
-import { until } from './wait.js'
+import { freePort, killGroup, stopGroup, waitForLine, type Launched } from './processes.js'
+import { launchMain } from './servers.js'
+
+export { isGone } from './processes.js'
 
 /** A fresh DATA_DIR; as root the embedded PostgreSQL runs as `postgres`, which must traverse it. */
 export async function newDataDir(prefix = 'tandem-data-'): Promise<string> {
@@ -25,81 +24,47 @@ export async function removeDataDir(dataDir: string) {
 
 /** The running postmaster of DATA_DIR: pid and port, lines 1 and 4 of postmaster.pid. */
 export async function readPostmaster(dataDir: string): Promise<{ pid: number, port: number }> {
-  const lines = (await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')
-  return { pid: Number.parseInt(lines[0], 10), port: Number.parseInt(lines[3], 10) }
+  const postmaster = await readLockFile(path.join(dataDir, 'pg'))
+  if (!postmaster) throw new Error(`no postmaster.pid in ${dataDir}/pg: PostgreSQL is not running there`)
+  return postmaster
 }
 
-/** Gone for good: a zombie still answers kill(pid, 0), and PostgreSQL refuses to start over one. */
-export function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH'
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
-  } catch {
-    return true
-  }
-}
-
-/** After a failed test, the embedded postmaster (its own process group) may outlive its parent. */
+/** The postmaster still serving DATA_DIR, if any: after a failed test it may outlive its parent. */
 export async function stopLeftoverPostmaster(dataDir: string) {
-  if (!existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))) return
-  const { pid } = await readPostmaster(dataDir)
-  if (!pid || isGone(pid)) return
-  try {
-    process.kill(pid, 'SIGINT') // fast shutdown
-  } catch {
-    return
-  }
-  for (const deadline = Date.now() + 10_000; !isGone(pid) && Date.now() < deadline; ) await sleep(100)
-  if (!isGone(pid)) {
-    try {
-      process.kill(-pid, 'SIGKILL')
-    } catch {
-      // gone meanwhile
-    }
-  }
+  const postmaster = await readLockFile(path.join(dataDir, 'pg'))
+  // SIGINT is PostgreSQL's fast shutdown; the postmaster has a process group of its own for the SIGKILL.
+  if (postmaster?.pid) await stopGroup(postmaster.pid, { signal: 'SIGINT', groupSignal: false, graceMs: 10_000 })
 }
 
-export interface DatabaseProcess {
+/** The embedded PostgreSQL's URL from DATA_DIR: credentials.json and the port in postmaster.pid. */
+export async function embeddedUrl(dataDir: string): Promise<string> {
+  const { user, password } = JSON.parse(readFileSync(path.join(dataDir, 'credentials.json'), 'utf8'))
+  const { port } = await readPostmaster(dataDir)
+  return `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
+}
+
+export interface DatabaseProcess extends Launched {
   url: string
-  child: ChildProcess
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>
 }
 
-/** `node dist/main.js postgres`: the embedded PostgreSQL alone, on a fixed port, until SIGTERM. */
-export async function startDatabaseCommand(dataDir: string, port: number): Promise<DatabaseProcess> {
-  const child = spawn(process.execPath, [mainScript, 'postgres'], {
-    cwd: projectRoot,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'test', LOG_LEVEL: 'warn', DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(port) }
-  })
-  let output = ''
-  child.stdout!.on('data', (chunk) => { output += chunk })
-  child.stderr!.on('data', (chunk) => { output += chunk })
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
+/** `node dist/main.js postgres`: the embedded PostgreSQL alone (on a fixed port, if given), until SIGTERM. */
+export async function startDatabaseCommand(dataDir: string, port?: number, options: { cpus?: string, env?: Record<string, string> } = {}): Promise<DatabaseProcess> {
+  const fixedPort: Record<string, string> = port === undefined ? {} : { EMBEDDED_POSTGRES_PORT: String(port) }
+  const launched = launchMain('postgres', ['postgres'], { ...options.env, DATA_DIR: dataDir, ...fixedPort }, { cpus: options.cpus })
   try {
-    await until(() => {
-      if (child.exitCode !== null) throw new Error(`\`postgres\` exited during start-up:\n${output}`)
-      return /^DATABASE_URL=\S+$/m.test(output)
-    }, 'the `postgres` command to print its URL', 60_000)
+    const url = await waitForLine(launched, /^DATABASE_URL=(\S+)$/m)
+    return { ...launched, url, stop: () => stopCommand(launched) }
   } catch (error) {
-    killGroup(child)
+    killGroup(launched.child)
     throw error
   }
-  return {
-    url: /^DATABASE_URL=(\S+)$/m.exec(output)![1],
-    child,
-    stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      return exited
-    }
-  }
+}
+
+function stopCommand({ child, exited }: Launched) {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+  return exited
 }
 
 export interface StoppableDatabase {

@@ -1,11 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { freePort } from '../../src/db/embedded.js'
+import { freePort, hasExited, launch, type Launched } from './processes.js'
 
 export interface RedisServer {
   url: string
@@ -35,22 +34,21 @@ export async function startRedisServer(): Promise<RedisServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'tandem-redis-'))
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
-  let child: ChildProcess | undefined
+  let redis: Launched | undefined
 
   const server: RedisServer = {
     url,
     async start() {
-      child = spawn(redisServerBinary!, [
-        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
+      redis = launch('redis-server', [
+        redisServerBinary!, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
         '--appendonly', 'yes', '--appendfsync', 'always'
-      ], { stdio: 'ignore' })
-      await waitForPing(url, child)
+      ])
+      await waitForPing(url, redis)
     },
     async stop() {
-      if (!child || child.exitCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill('SIGTERM') // redis-server shuts down gracefully on SIGTERM, syncing its AOF
-      await exited
+      if (!redis || hasExited(redis.child)) return
+      redis.child.kill('SIGTERM') // redis-server shuts down gracefully on SIGTERM, syncing its AOF
+      await redis.exited
     },
     async remove() {
       await server.stop()
@@ -61,9 +59,9 @@ export async function startRedisServer(): Promise<RedisServer> {
   return server
 }
 
-async function waitForPing(url: string, child: ChildProcess) {
+async function waitForPing(url: string, redis: Launched) {
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
+    if (hasExited(redis.child)) throw new Error(`redis-server exited with ${redis.child.exitCode}: ${redis.output()}`)
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
     probe.on('error', () => {})
     try {

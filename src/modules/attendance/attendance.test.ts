@@ -5,15 +5,17 @@ import { signUp } from '../../../test/helpers/accounts.js'
 import { createDatabase, type TestDatabase } from '../../../test/helpers/database.js'
 import { request } from '../../../test/helpers/http.js'
 import { inWaves } from '../../../test/helpers/load.js'
-import { spawnServer, type ServerProcess } from '../../../test/helpers/servers.js'
+import { spawnServer, startReplica, type AppReplica, type ServerProcess } from '../../../test/helpers/servers.js'
 
+// Two replicas in this process on one database; only the SIGTERM case, about the process, spawns dist/.
+type Replica = AppReplica | ServerProcess
 let db: TestDatabase
-let a: ServerProcess
-let b: ServerProcess
+let a: Replica
+let b: Replica
 
 before(async () => {
   db = await createDatabase()
-  ;[a, b] = await Promise.all([1, 2].map(() => spawnServer('serve', { DATABASE_URL: db.url })))
+  ;[a, b] = await Promise.all([1, 2].map(() => startReplica({ DATABASE_URL: db.url })))
 })
 
 after(async () => {
@@ -227,7 +229,7 @@ describe('GET /api/attendance/sheet/:id', () => {
   })
 
   test('with PUBLIC_URL the sign-in URL is built from it, whatever host the request named', async () => {
-    const behindProxy = await spawnServer('serve', { DATABASE_URL: db.url, PUBLIC_URL: 'https://attendance.example.edu/' })
+    const behindProxy = await startReplica({ DATABASE_URL: db.url, PUBLIC_URL: 'https://attendance.example.edu/' })
     try {
       const id = await openSheet(await teacher())
 
@@ -721,7 +723,7 @@ describe('GET /api/attendance/sheet/:id/students.csv', () => {
 })
 
 /** An event stream read as it arrives: `next()` waits for the next `change` event. */
-async function openEvents (server: ServerProcess, sheet: string, headers: Record<string, string>) {
+async function openEvents (server: Replica, sheet: string, headers: Record<string, string>) {
   const aborter = new AbortController()
   const res = await fetch(`${server.url}/api/attendance/sheet/${sheet}/events`, { headers, signal: aborter.signal })
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader()
@@ -817,12 +819,12 @@ describe('GET /api/attendance/sheet/:id/events', () => {
 })
 
 describe('sign-in rate limit', () => {
-  let limited: ServerProcess[]
+  let limited: AppReplica[]
 
   // limited[0] trusts X-Forwarded-For from the loopback (a proxy in front), limited[1] does not.
   before(async () => {
     limited = await Promise.all(['127.0.0.1', 'false'].map((trustProxy) =>
-      spawnServer('serve', { DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10', TRUST_PROXY: trustProxy })))
+      startReplica({ DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10', TRUST_PROXY: trustProxy })))
   })
   after(async () => { await Promise.all(limited.map((server) => server.stop())) })
 

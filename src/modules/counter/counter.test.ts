@@ -5,14 +5,14 @@ import { request, type Response } from '../../../test/helpers/http.js'
 import { inWaves, oneTo } from '../../../test/helpers/load.js'
 import { startStoppableDatabase, type StoppableDatabase } from '../../../test/helpers/postgres.js'
 import { redisSkipReason, startRedisServer, type RedisServer } from '../../../test/helpers/redis.js'
-import { spawnServer, type ServerProcess } from '../../../test/helpers/servers.js'
+import { startReplica, type AppReplica } from '../../../test/helpers/servers.js'
 
 interface CounterReply { instance: string, instanceRequests: number, clusterRequests: number }
 
 const burst = 3000
 
 /** `count` counter requests, `width` at a time, spread round robin over the replicas. */
-async function hammer(servers: ServerProcess[], count: number, width = 150): Promise<Response<CounterReply>[]> {
+async function hammer(servers: AppReplica[], count: number, width = 150): Promise<Response<CounterReply>[]> {
   return inWaves(count, width, (index) => request<CounterReply>(servers[index % servers.length].url, 'GET', '/counter'))
 }
 
@@ -29,13 +29,14 @@ function assertExact(replies: Response<CounterReply>[], firstNumber: number) {
   }
 }
 
-const twoReplicas = (env: Record<string, string>) => Promise.all([1, 2].map(() => spawnServer('serve', env)))
-const stopAll = (servers: ServerProcess[]) => Promise.all(servers.map((server) => server.stop()))
-const next = async (server: ServerProcess) => (await request<CounterReply>(server.url, 'GET', '/counter')).body.clusterRequests
+// Replicas in this process, each with its own pool and Redis connection: two of them are two replicas.
+const twoReplicas = (env: Record<string, string>) => Promise.all([1, 2].map(() => startReplica(env)))
+const stopAll = (servers: AppReplica[]) => Promise.all(servers.map((server) => server.stop()))
+const next = async (server: AppReplica) => (await request<CounterReply>(server.url, 'GET', '/counter')).body.clusterRequests
 
 describe('counter on PostgreSQL (no REDIS_URL)', () => {
   let db: TestDatabase
-  let servers: ServerProcess[]
+  let servers: AppReplica[]
 
   before(async () => {
     db = await createDatabase()
@@ -72,11 +73,11 @@ describe('counter on PostgreSQL (no REDIS_URL)', () => {
 
 describe('counter when PostgreSQL goes away and comes back', () => {
   let database: StoppableDatabase
-  let server: ServerProcess
+  let server: AppReplica
 
   before(async () => {
     database = await startStoppableDatabase()
-    server = await spawnServer('serve', { DATABASE_URL: database.url })
+    server = await startReplica({ DATABASE_URL: database.url })
   })
   after(async () => {
     await server.stop()
@@ -99,7 +100,7 @@ describe('counter when PostgreSQL goes away and comes back', () => {
 describe('counter on Redis (REDIS_URL)', { skip: redisSkipReason() }, () => {
   let redis: RedisServer
   let db: TestDatabase
-  let servers: ServerProcess[]
+  let servers: AppReplica[]
   const env = () => ({ DATABASE_URL: db.url, REDIS_URL: redis.url })
 
   before(async () => {
