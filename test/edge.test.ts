@@ -249,14 +249,17 @@ describe('security headers', () => {
 })
 
 describe('stack traces', () => {
+  const noShedding = { OVERLOAD_EVENT_LOOP_DELAY_MS: '0', OVERLOAD_MAX_IN_FLIGHT: '0', OVERLOAD_DATABASE_WAIT_MS: '0' }
+
   test('when NODE_ENV is not set at all and a request fails inside the server, then the 500 carries no stack; only an explicit development mode shows one', async () => {
     await db.sql`create function refuse_stack() returns trigger language plpgsql as $$
       begin raise exception 'failure inside the server'; end $$`
     await db.sql`create trigger refuse_stack before insert on transacoes
       for each row when (new.descricao = 'stack') execute function refuse_stack()`
     const failing = { json: { valor: 5, tipo: 'c', descricao: 'stack' } }
-    const unset = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent' }), sql: db.sql })
-    const development = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', NODE_ENV: 'development' }), sql: db.sql })
+    // Shedding off: these apps share the test runner's event loop, which a loaded machine delays.
+    const unset = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', ...noShedding }), sql: db.sql })
+    const development = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', NODE_ENV: 'development', ...noShedding }), sql: db.sql })
     try {
       const defaultMode = await unset.inject({ method: 'POST', url: '/clientes/3/transacoes', payload: failing.json })
       const asked = await development.inject({ method: 'POST', url: '/clientes/3/transacoes', payload: failing.json })
