@@ -25,9 +25,14 @@ export default tseslint.config(
     // Modules stay apart: they reach each other only through accounts.
     files: ['src/modules/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        patterns: [{ regex: '^\\.\\./(?!accounts/)[^./]+/', message: 'modules do not import each other (accounts aside)' }]
-      }]
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^\\.\\./(?!accounts/)[^./]+/', message: 'modules do not import each other (accounts aside)' }
+          ]
+        }
+      ]
     }
   },
   // Modules own their tables: a module's SQL names no table of another's (it reads their data through
@@ -36,10 +41,16 @@ export default tseslint.config(
     files: [`src/modules/${module}/**/*.ts`],
     ignores: ['**/*.test.ts'],
     rules: {
-      'no-restricted-syntax': ['error', {
-        selector: `TemplateElement[value.raw=/\\b(from|join|into|update|table)\\s+(${Object.values(tablesByModule).flat().filter((table) => !own.includes(table)).join('|')})\\b/i]`,
-        message: `the ${module} module's SQL reads only its own tables`
-      }]
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: `TemplateElement[value.raw=/\\b(from|join|into|update|table)\\s+(${Object.values(tablesByModule)
+            .flat()
+            .filter((table) => !own.includes(table))
+            .join('|')})\\b/i]`,
+          message: `the ${module} module's SQL reads only its own tables`
+        }
+      ]
     }
   })),
   {
@@ -48,11 +59,16 @@ export default tseslint.config(
     files: ['web/**/*.ts'],
     languageOptions: { globals: globals.browser },
     rules: {
-      'no-restricted-properties': ['error',
-        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML'].map((property) => ({ property, message: 'insert text with textContent or build nodes' })),
+      'no-restricted-properties': [
+        'error',
+        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML'].map((property) => ({
+          property,
+          message: 'insert text with textContent or build nodes'
+        })),
         { object: 'document', property: 'write', message: 'build nodes instead' }
       ],
-      'no-restricted-globals': ['error',
+      'no-restricted-globals': [
+        'error',
         { name: 'localStorage', message: 'the session lives in the HttpOnly cookie' },
         { name: 'sessionStorage', message: 'the session lives in the HttpOnly cookie' }
       ]

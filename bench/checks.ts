@@ -80,7 +80,13 @@ export class Ledger {
   constructor(private readonly findings: Findings) {
     for (const [id, limit] of clientLimits) {
       this.accounts.set(id, {
-        limit, baseline: 0, acked: 0, ackedDebits: 0, inFlightDebits: 0, unknownCredits: 0, unknownDebits: 0
+        limit,
+        baseline: 0,
+        acked: 0,
+        ackedDebits: 0,
+        inFlightDebits: 0,
+        unknownCredits: 0,
+        unknownDebits: 0
       })
     }
   }
@@ -109,11 +115,14 @@ export class Ledger {
    */
   refused(ticket: Ticket) {
     const account = this.settle(ticket)
-    const concurrentDebits = account.ackedDebits - ticket.ackedDebitsAtSend + account.inFlightDebits + account.unknownDebits
+    const concurrentDebits =
+      account.ackedDebits - ticket.ackedDebitsAtSend + account.inFlightDebits + account.unknownDebits
     const lowest = account.baseline + ticket.ackedAtSend - concurrentDebits
     if (lowest - ticket.valor >= -account.limit) {
-      this.findings.inconsistency('unjustified-422',
-        `client ${ticket.id} debit ${ticket.valor} refused though the balance was at least ${lowest}`)
+      this.findings.inconsistency(
+        'unjustified-422',
+        `client ${ticket.id} debit ${ticket.valor} refused though the balance was at least ${lowest}`
+      )
     }
   }
 
@@ -127,7 +136,8 @@ export class Ledger {
     if (!isStatement(body)) return this.findings.error('unexpected', `extrato body ${JSON.stringify(body)}`)
     this.checkLimit(this.account(id), id, body.saldo.limite, body.saldo.total, 'extrato')
     const listed = body.ultimas_transacoes
-    if (listed.length > 10) this.findings.inconsistency('extrato-too-long', `client ${id}: ${listed.length} transactions`)
+    if (listed.length > 10)
+      this.findings.inconsistency('extrato-too-long', `client ${id}: ${listed.length} transactions`)
     const times = listed.map((t) => Date.parse(t.realizada_em))
     if (times.some((time, i) => Number.isNaN(time) || (i > 0 && time > times[i - 1]))) {
       this.findings.inconsistency('extrato-order', `client ${id}: ${listed.map((t) => t.realizada_em).join(', ')}`)
@@ -141,7 +151,10 @@ export class Ledger {
     const actual = isStatement(body) ? body.saldo.total : undefined
     const verdict = verdictOf(account, expected, actual)
     if (verdict === 'mismatch') {
-      this.findings.inconsistency('final-balance', `client ${id}: saldo ${actual}, acknowledged transactions give ${expected}`)
+      this.findings.inconsistency(
+        'final-balance',
+        `client ${id}: saldo ${actual}, acknowledged transactions give ${expected}`
+      )
     }
     return { id, expected, actual, verdict }
   }
@@ -170,8 +183,8 @@ export class Ledger {
 
 function verdictOf(account: Account, expected: number, actual: number | undefined): FinalBalance['verdict'] {
   if (actual === expected) return 'match'
-  const possible = actual !== undefined &&
-    actual >= expected - account.unknownDebits && actual <= expected + account.unknownCredits
+  const possible =
+    actual !== undefined && actual >= expected - account.unknownDebits && actual <= expected + account.unknownCredits
   return possible && account.unknownCredits + account.unknownDebits > 0 ? 'inconclusive' : 'mismatch'
 }
 
@@ -181,8 +194,8 @@ interface BalanceBody {
 }
 
 interface StatementBody {
-  saldo: { total: number, limite: number, data_extrato: string }
-  ultimas_transacoes: Array<{ valor: number, tipo: string, descricao: string, realizada_em: string }>
+  saldo: { total: number; limite: number; data_extrato: string }
+  ultimas_transacoes: Array<{ valor: number; tipo: string; descricao: string; realizada_em: string }>
 }
 
 function isBalance(body: unknown): body is BalanceBody {
@@ -192,13 +205,27 @@ function isBalance(body: unknown): body is BalanceBody {
 
 function isStatement(body: unknown): body is StatementBody {
   const b = body as StatementBody | null
-  return typeof b === 'object' && b !== null &&
-    typeof b.saldo === 'object' && b.saldo !== null &&
-    Number.isInteger(b.saldo.total) && Number.isInteger(b.saldo.limite) && typeof b.saldo.data_extrato === 'string' &&
-    Array.isArray(b.ultimas_transacoes) && b.ultimas_transacoes.every(isListedTransaction)
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.saldo === 'object' &&
+    b.saldo !== null &&
+    Number.isInteger(b.saldo.total) &&
+    Number.isInteger(b.saldo.limite) &&
+    typeof b.saldo.data_extrato === 'string' &&
+    Array.isArray(b.ultimas_transacoes) &&
+    b.ultimas_transacoes.every(isListedTransaction)
+  )
 }
 
 function isListedTransaction(t: StatementBody['ultimas_transacoes'][number]): boolean {
-  return typeof t === 'object' && t !== null && Number.isInteger(t.valor) && t.valor > 0 &&
-    (t.tipo === 'c' || t.tipo === 'd') && typeof t.descricao === 'string' && typeof t.realizada_em === 'string'
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    Number.isInteger(t.valor) &&
+    t.valor > 0 &&
+    (t.tipo === 'c' || t.tipo === 'd') &&
+    typeof t.descricao === 'string' &&
+    typeof t.realizada_em === 'string'
+  )
 }

@@ -37,8 +37,10 @@ for (const topology of topologies) {
       const [p, c] = [best(plain), best(counted)]
       console.log(formatRun(`${topology}/${backend}: plain /health`, p))
       console.log(formatRun(`${topology}/${backend}: /counter`, c))
-      rows.push(`${`${topology}/${backend}`.padEnd(17)} counter ${(100 * c.perSecond / p.perSecond).toFixed(0).padStart(3)} % of plain   ` +
-        `p99 ${c.p99.toFixed(2)} ms vs ${p.p99.toFixed(2)} ms`)
+      rows.push(
+        `${`${topology}/${backend}`.padEnd(17)} counter ${((100 * c.perSecond) / p.perSecond).toFixed(0).padStart(3)} % of plain   ` +
+          `p99 ${c.p99.toFixed(2)} ms vs ${p.p99.toFixed(2)} ms`
+      )
     } finally {
       await servers.stop()
     }

@@ -27,26 +27,46 @@ const cluster = new ServerSide(pinning.serverCpus, 10)
 await cluster.startCluster()
 try {
   const auth = { authorization: `Bearer ${await login(cluster.url)}` }
-  console.log(`machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; ${pinning.description}; ${cluster.description}`)
+  console.log(
+    `machine: ${os.cpus()[0].model}, ${os.cpus().length} cores; ${pinning.description}; ${cluster.description}`
+  )
   // Credits on the client with the largest limit: every request is a write that succeeds.
-  const credit: Target = { method: 'POST', path: () => '/clientes/4/transacoes', body: () => '{"valor":1,"tipo":"c","descricao":"bench"}' }
-  const increment: Target = { method: 'POST', path: () => '/increment', headers: auth, body: (n) => JSON.stringify({ key: `bench-${n % 1000}`, value: 1 }) }
+  const credit: Target = {
+    method: 'POST',
+    path: () => '/clientes/4/transacoes',
+    body: () => '{"valor":1,"tipo":"c","descricao":"bench"}'
+  }
+  const increment: Target = {
+    method: 'POST',
+    path: () => '/increment',
+    headers: auth,
+    body: (n) => JSON.stringify({ key: `bench-${n % 1000}`, value: 1 })
+  }
   const fresh = (prefix: string) => (n: number) => ({ 'idempotency-key': `${run}-${prefix}-${n}` })
-  const answered = (prefix: string) => (n: number) => ({ 'idempotency-key': `${run}-${prefix}-replay-${n % replayKeys}` })
+  const answered = (prefix: string) => (n: number) => ({
+    'idempotency-key': `${run}-${prefix}-replay-${n % replayKeys}`
+  })
   await prime(credit, answered('credit'))
   await prime({ ...increment, body: () => JSON.stringify({ key: 'bench-replayed', value: 1 }) }, answered('increment'))
 
   for (const connections of values.connections!.split(',').map(Number)) {
     const options = { seconds, connections, warmupSeconds: 2 }
     console.log(`\n${connections} connections, ${seconds} s after a 2 s warm-up`)
-    for (const [name, target, prefix] of [['POST /clientes/4/transacoes', credit, 'credit'], ['POST /increment', increment, 'increment']] as const) {
+    for (const [name, target, prefix] of [
+      ['POST /clientes/4/transacoes', credit, 'credit'],
+      ['POST /increment', increment, 'increment']
+    ] as const) {
       const plain = await saturate(cluster.url, target, options)
       const keyed = await saturate(cluster.url, { ...target, headersOf: fresh(`${prefix}-${connections}`) }, options)
-      const replayed = await saturate(cluster.url, {
-        ...target,
-        body: prefix === 'increment' ? () => JSON.stringify({ key: 'bench-replayed', value: 1 }) : target.body,
-        headersOf: answered(prefix)
-      }, options)
+      const replayed = await saturate(
+        cluster.url,
+        {
+          ...target,
+          body: prefix === 'increment' ? () => JSON.stringify({ key: 'bench-replayed', value: 1 }) : target.body,
+          headersOf: answered(prefix)
+        },
+        options
+      )
       console.log(formatRun(`${name}, no key`, plain))
       console.log(formatRun(`${name}, a new key each`, keyed))
       console.log(formatRun(`${name}, replays`, replayed))

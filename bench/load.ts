@@ -60,9 +60,7 @@ export interface LoadResult {
   driverCpuPercent: number
 }
 
-type Reply =
-  | { status: number, body: unknown, text: string }
-  | { error: 'timeout' | 'network', message: string }
+type Reply = { status: number; body: unknown; text: string } | { error: 'timeout' | 'network'; message: string }
 
 interface Run {
   options: LoadOptions
@@ -82,8 +80,12 @@ interface Run {
 }
 
 export function profiles({ rate, durationScale }: Pick<LoadOptions, 'rate' | 'durationScale'>): Record<Kind, Profile> {
-  const profile = (peak: number): Profile =>
-    ({ from: rate, to: peak * rate, rampS: phaseS * durationScale, plateauS: phaseS * durationScale })
+  const profile = (peak: number): Profile => ({
+    from: rate,
+    to: peak * rate,
+    rampS: phaseS * durationScale,
+    plateauS: phaseS * durationScale
+  })
   return { debit: profile(peakRates.debit), credit: profile(peakRates.credit), statement: profile(peakRates.statement) }
 }
 
@@ -107,14 +109,20 @@ async function measure(options: LoadOptions, pool: Pool): Promise<LoadResult> {
   const shapes = profiles(options)
   const origin = performance.now()
   const run: Run = {
-    options, pool, findings, ledger,
+    options,
+    pool,
+    findings,
+    ledger,
     tallies: { debit: tally(), credit: tally(), statement: tally() },
     lags: [],
     maxLag: 0,
     maxLagAtMs: 0,
     clock: () => performance.now() - origin,
     rampMs: shapes.debit.rampS * 1000,
-    sent: 0, completed: 0, inFlight: 0, maxInFlight: 0
+    sent: 0,
+    completed: 0,
+    inFlight: 0,
+    maxInFlight: 0
   }
   const cpuBefore = process.cpuUsage()
   const streams = (Object.keys(shapes) as Kind[]).map((kind) => stream(kind, shapes[kind]))
@@ -155,7 +163,7 @@ function tally(): KindTally {
 
 /** Requests still in flight when the schedule ends get their timeout to finish, not longer. */
 async function drain(run: Run) {
-  for (const deadline = Date.now() + run.options.timeoutMs + 1000; run.inFlight > 0 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + run.options.timeoutMs + 1000; run.inFlight > 0 && Date.now() < deadline;) {
     await sleep(20)
   }
 }
@@ -193,8 +201,10 @@ function settleTransaction(run: Run, ticket: Ticket, reply: Reply) {
   if (reply.status === 200) return run.ledger.accepted(ticket, reply.body)
   // The contract's only 422 for a well-formed body: a debit past the limit.
   if (reply.status === 422 && ticket.tipo === 'd') return run.ledger.refused(ticket)
-  run.findings.error(reply.status >= 500 ? 'server' : 'unexpected',
-    `transacoes tipo ${ticket.tipo} client ${ticket.id}: ${reply.status} ${reply.text.slice(0, 200)}`)
+  run.findings.error(
+    reply.status >= 500 ? 'server' : 'unexpected',
+    `transacoes tipo ${ticket.tipo} client ${ticket.id}: ${reply.status} ${reply.text.slice(0, 200)}`
+  )
   run.ledger.unknown(ticket)
 }
 
@@ -203,7 +213,10 @@ async function statement(run: Run, dueMs: number) {
   const reply = await call(run, 'statement', dueMs, { method: 'GET', path: `/clientes/${id}/extrato` })
   if ('error' in reply) return run.findings.error(reply.error, `extrato client ${id}: ${reply.message}`)
   if (reply.status === 200) return run.ledger.statement(id, reply.body)
-  run.findings.error(reply.status >= 500 ? 'server' : 'unexpected', `extrato client ${id}: ${reply.status} ${reply.text.slice(0, 200)}`)
+  run.findings.error(
+    reply.status >= 500 ? 'server' : 'unexpected',
+    `extrato client ${id}: ${reply.status} ${reply.text.slice(0, 200)}`
+  )
 }
 
 interface Request {
@@ -231,12 +244,16 @@ async function send(pool: Pool, { method, path, body }: Request, timeoutMs: numb
   const signal = AbortSignal.timeout(timeoutMs)
   try {
     const response = await pool.request({
-      method, path, body, signal, headers: body ? { 'content-type': 'application/json' } : undefined
+      method,
+      path,
+      body,
+      signal,
+      headers: body ? { 'content-type': 'application/json' } : undefined
     })
     const text = await response.body.text()
     return { status: response.statusCode, body: parseJson(text), text }
   } catch (error) {
-    const { code, message } = error as { code?: string, message?: string }
+    const { code, message } = error as { code?: string; message?: string }
     return signal.aborted
       ? { error: 'timeout', message: `no full response within ${timeoutMs.toFixed(0)} ms` }
       : { error: 'network', message: `${code ?? ''} ${message ?? String(error)}`.trim() }
@@ -272,7 +289,9 @@ async function readStatement(pool: Pool, id: number, timeoutMs: number): Promise
   const reply = await send(pool, { method: 'GET', path: `/clientes/${id}/extrato` }, timeoutMs)
   const body = 'error' in reply ? undefined : (reply.body as { saldo?: { total?: unknown } } | undefined)
   if (!Number.isInteger(body?.saldo?.total)) {
-    throw new Error(`GET /clientes/${id}/extrato failed: ${'error' in reply ? reply.message : `${reply.status} ${reply.text}`}`)
+    throw new Error(
+      `GET /clientes/${id}/extrato failed: ${'error' in reply ? reply.message : `${reply.status} ${reply.text}`}`
+    )
   }
   return body as { saldo: { total: number } }
 }

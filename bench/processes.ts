@@ -101,7 +101,14 @@ function record(tracked: Map<number, Tracked>, pid: number, first: boolean): Tra
   const ticks = readTicks(pid)
   if (!status || ticks === undefined) return undefined
   const t = tracked.get(pid) ?? {
-    pid, kind: kindOf(status.name, pid), label: labelOf(pid), rssKb: 0, peakRssKb: 0, hwmKb: 0, firstTicks: first ? ticks : 0, ticks
+    pid,
+    kind: kindOf(status.name, pid),
+    label: labelOf(pid),
+    rssKb: 0,
+    peakRssKb: 0,
+    hwmKb: 0,
+    firstTicks: first ? ticks : 0,
+    ticks
   }
   t.rssKb = status.rssKb
   t.peakRssKb = Math.max(t.peakRssKb, status.rssKb)
@@ -125,15 +132,20 @@ function figures(t: Tracked): ProcessFigures {
 }
 
 function byKind(processes: ProcessFigures[], kindPeaks: Map<ProcessKind, number>): ServerReport['byKind'] {
-  return Object.fromEntries([...kindPeaks].map(([kind, peakRssKb]) => {
-    const ofKind = processes.filter((p) => p.kind === kind)
-    return [kind, {
-      processes: ofKind.length,
-      peakRssKb,
-      endPssKb: sum(ofKind.map((p) => p.endPssKb ?? 0)),
-      cpuS: sum(ofKind.map((p) => p.cpuS))
-    }]
-  }))
+  return Object.fromEntries(
+    [...kindPeaks].map(([kind, peakRssKb]) => {
+      const ofKind = processes.filter((p) => p.kind === kind)
+      return [
+        kind,
+        {
+          processes: ofKind.length,
+          peakRssKb,
+          endPssKb: sum(ofKind.map((p) => p.endPssKb ?? 0)),
+          cpuS: sum(ofKind.map((p) => p.cpuS))
+        }
+      ]
+    })
+  )
 }
 
 function descendants(roots: number[]): number[] {
@@ -153,7 +165,7 @@ function children(pid: number): number[] {
   return text.split(' ').filter(Boolean).map(Number)
 }
 
-function readStatus(pid: number): { name: string, rssKb: number, hwmKb: number } | undefined {
+function readStatus(pid: number): { name: string; rssKb: number; hwmKb: number } | undefined {
   const text = readProc(`/proc/${pid}/status`)
   if (!text) return undefined
   const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1] ?? ''
@@ -179,7 +191,11 @@ function readPss(pid: number): number | undefined {
 /** All CPUs: everything but idle and iowait, from the first line of /proc/stat. */
 function machineBusyS(): number {
   const [user, nice, system, , , irq, softirq, steal] = (readProc('/proc/stat') ?? '')
-    .split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number)
   return (user + nice + system + irq + softirq + steal) / ticksPerSecond
 }
 
@@ -196,7 +212,10 @@ function kindOf(name: string, pid: number): ProcessKind {
  */
 function labelOf(pid: number): string {
   const cmdline = (readProc(`/proc/${pid}/cmdline`) ?? '').replaceAll('\0', ' ').trim()
-  return cmdline.replace(/^\S*\/(node|nginx|postgres)\b/, '$1').replace(/(\(\d+\)) .*$/, '$1').slice(0, 80)
+  return cmdline
+    .replace(/^\S*\/(node|nginx|postgres)\b/, '$1')
+    .replace(/(\(\d+\)) .*$/, '$1')
+    .slice(0, 80)
 }
 
 function sum(values: number[]): number {

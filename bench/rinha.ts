@@ -42,7 +42,8 @@ function parseOptions(): Options {
       'server-env': { type: 'string', default: '' }
     }
   })
-  if (values.topology !== 'nginx' && values.topology !== 'cluster') throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
+  if (values.topology !== 'nginx' && values.topology !== 'cluster')
+    throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
   return {
     rate: positive('--rate', values.rate),
     durationScale: positive('--duration-scale', values['duration-scale']),
@@ -50,11 +51,17 @@ function parseOptions(): Options {
     target: values.target?.replace(/\/$/, ''),
     connections: Math.round(positive('--connections', values.connections)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
-    serverEnv: Object.fromEntries(values['server-env'].split(',').filter(Boolean).map((pair) => {
-      const [name, ...value] = pair.split('=')
-      if (!/^[A-Z_][A-Z0-9_]*$/.test(name) || value.length === 0) throw new Error(`--server-env takes NAME=value pairs, not ${pair}`)
-      return [name, value.join('=')]
-    }))
+    serverEnv: Object.fromEntries(
+      values['server-env']
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => {
+          const [name, ...value] = pair.split('=')
+          if (!/^[A-Z_][A-Z0-9_]*$/.test(name) || value.length === 0)
+            throw new Error(`--server-env takes NAME=value pairs, not ${pair}`)
+          return [name, value.join('=')]
+        })
+    )
   }
 }
 
@@ -66,8 +73,10 @@ function positive(flag: string, text: string): number {
 
 function chooseTopology(wanted: TopologyName): TopologyName {
   if (wanted !== 'nginx' || nginxBinary) return wanted
-  console.warn(`\n${'!'.repeat(78)}\n!!! nginx is not installed: run \`apt-get install -y nginx\`.\n` +
-    `!!! Falling back to the cluster topology: these figures are NOT the nginx ones.\n${'!'.repeat(78)}\n`)
+  console.warn(
+    `\n${'!'.repeat(78)}\n!!! nginx is not installed: run \`apt-get install -y nginx\`.\n` +
+      `!!! Falling back to the cluster topology: these figures are NOT the nginx ones.\n${'!'.repeat(78)}\n`
+  )
   return 'cluster'
 }
 
@@ -85,7 +94,9 @@ function describeCode(): string {
 }
 
 function reportProgress(p: Progress) {
-  console.log(`  ${p.elapsedS.toFixed(0).padStart(4)} s  sent ${p.sent}  completed ${p.completed}  in flight ${p.inFlight}  errors ${p.errors}`)
+  console.log(
+    `  ${p.elapsedS.toFixed(0).padStart(4)} s  sent ${p.sent}  completed ${p.completed}  in flight ${p.inFlight}  errors ${p.errors}`
+  )
 }
 
 async function main() {
@@ -96,7 +107,9 @@ async function main() {
   const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
   const abort = new AbortController()
   const abandon = (reason: unknown, exitCode: number) => {
-    console.error(`\n${reason instanceof Error ? reason.stack : String(reason)}\nstopping the load and tearing the servers down...`)
+    console.error(
+      `\n${reason instanceof Error ? reason.stack : String(reason)}\nstopping the load and tearing the servers down...`
+    )
     abort.abort()
     void (servers?.stop() ?? Promise.resolve()).finally(() => process.exit(exitCode))
   }
@@ -108,7 +121,9 @@ async function main() {
     const url = options.target ?? servers!.url
     const sampler = servers && sampleProcesses(() => servers.pids())
     const shapes = profiles(options)
-    console.log(`load: rate ×${options.rate}, ramp ${shapes.debit.rampS} s + plateau ${shapes.debit.plateauS} s against ${url}`)
+    console.log(
+      `load: rate ×${options.rate}, ramp ${shapes.debit.rampS} s + plateau ${shapes.debit.plateauS} s against ${url}`
+    )
     const result = await runLoad({ ...options, url, timeoutMs, signal: abort.signal, progress: reportProgress })
     // Interrupted: the servers are going away under the final checks; no summary to trust.
     if (abort.signal.aborted) return
@@ -116,13 +131,19 @@ async function main() {
     const summary = summarize(result, {
       startedAt,
       code: describeCode(),
-      options: { rate: options.rate, durationScale: options.durationScale, timeoutMs, connections: options.connections, poolMax: options.poolMax },
+      options: {
+        rate: options.rate,
+        durationScale: options.durationScale,
+        timeoutMs,
+        connections: options.connections,
+        poolMax: options.poolMax
+      },
       topology: topology ?? `target ${url}`,
       description: servers?.description ?? 'already running (not started by the bench)',
       pinning: pinning.description,
       plateauTargetPerS: Object.values(shapes).reduce((sum, p) => sum + p.to, 0),
       server: sampler?.stop(),
-      warnings: [...servers?.notes ?? [], ...casualties, ...servers?.nginxErrors() ?? []]
+      warnings: [...(servers?.notes ?? []), ...casualties, ...(servers?.nginxErrors() ?? [])]
     })
     printSummary(summary, await writeSummary(summary))
     if (summary.inconsistencies.total > 0 || casualties.length > 0) process.exitCode = 1

@@ -27,7 +27,11 @@ export interface SaturationResult {
  * is in, for `seconds` (after a warm-up that is not counted). The server is saturated when the
  * connections outnumber what it can overlap; requests per second is then its capacity.
  */
-export async function saturate(url: string, target: Target, { connections = 64, seconds = 10, warmupSeconds = 2 } = {}): Promise<SaturationResult> {
+export async function saturate(
+  url: string,
+  target: Target,
+  { connections = 64, seconds = 10, warmupSeconds = 2 } = {}
+): Promise<SaturationResult> {
   const pool = new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 30_000 })
   const latencies: number[] = []
   const statuses: Record<string, number> = {}

@@ -43,18 +43,32 @@ export class ServerSide {
   databaseUrl = ''
 
   /** `appEnv` goes to every API process (e.g. REDIS_URL). */
-  constructor(private readonly cpus: string | undefined, private readonly poolMax: number, private readonly appEnv: Record<string, string> = {}) {}
+  constructor(
+    private readonly cpus: string | undefined,
+    private readonly poolMax: number,
+    private readonly appEnv: Record<string, string> = {}
+  ) {}
 
   /** nginx (1 worker, deploy/nginx/nginx.conf) in front of two `serve` replicas sharing one embedded PostgreSQL. */
   async startNginx() {
     this.dataDir = await this.tempDir('tandem-bench-data-')
     this.assertRunning('postgres')
-    const database = this.track(launchMain('postgres', ['postgres'], { NODE_ENV: 'production', DATA_DIR: this.dataDir }, { cpus: this.cpus, keepChars }))
+    const database = this.track(
+      launchMain(
+        'postgres',
+        ['postgres'],
+        { NODE_ENV: 'production', DATA_DIR: this.dataDir },
+        { cpus: this.cpus, keepChars }
+      )
+    )
     this.databaseUrl = await waitForLine(database, /^DATABASE_URL=(\S+)$/m, startTimeoutMs)
     this.postmasterPid = (await readPostmaster(this.dataDir)).pid
     const replicas = await Promise.all([1, 2].map(() => this.startApi('serve', { DATABASE_URL: this.databaseUrl })))
     this.assertRunning('nginx')
-    this.nginx = await startNginx(replicas.map((port) => `127.0.0.1:${port}`), { workers: 1, cpus: this.cpus })
+    this.nginx = await startNginx(
+      replicas.map((port) => `127.0.0.1:${port}`),
+      { workers: 1, cpus: this.cpus }
+    )
     this.track(this.nginx, () => this.nginx!.stop())
     this.url = this.nginx.url
     await this.waitHealthy()
@@ -72,14 +86,21 @@ export class ServerSide {
 
   /** Every process we started and the postmaster (its own process group); the sampler adds descendants. */
   pids(): number[] {
-    const pids = this.running.map(({ launched }) => launched.child.pid).filter((pid): pid is number => pid !== undefined)
+    const pids = this.running
+      .map(({ launched }) => launched.child.pid)
+      .filter((pid): pid is number => pid !== undefined)
     return this.postmasterPid ? [...pids, this.postmasterPid] : pids
   }
 
   /** Processes that exited before the teardown, with their last output. */
   casualties(): string[] {
-    return this.running.map(({ launched }) => launched).filter((launched) => hasExited(launched.child))
-      .map(({ name, child, output }) => `${name} exited with ${child.exitCode ?? child.signalCode}: ${output().slice(-2000)}`)
+    return this.running
+      .map(({ launched }) => launched)
+      .filter((launched) => hasExited(launched.child))
+      .map(
+        ({ name, child, output }) =>
+          `${name} exited with ${child.exitCode ?? child.signalCode}: ${output().slice(-2000)}`
+      )
   }
 
   /** What nginx logged (it resets connections it cannot serve, so the driver sees only ECONNRESET). */
@@ -88,10 +109,17 @@ export class ServerSide {
     // The message without its timestamp and connection numbers, to count each kind once.
     const kinds = new Map<string, number>()
     for (const line of lines) {
-      const kind = line.replace(/^\S+ \S+ /, '').replace(/[#*]\d+/g, '').replace(/, client: .*$/, '').slice(0, 160)
+      const kind = line
+        .replace(/^\S+ \S+ /, '')
+        .replace(/[#*]\d+/g, '')
+        .replace(/, client: .*$/, '')
+        .slice(0, 160)
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1)
     }
-    return [...kinds].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([kind, n]) => `nginx error.log, ${n} ×: ${kind}`)
+    return [...kinds]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([kind, n]) => `nginx error.log, ${n} ×: ${kind}`)
   }
 
   stop(): Promise<void> {
@@ -109,9 +137,17 @@ export class ServerSide {
   /** A `serve` replica or the `start` cluster, on a free port, as production runs it; resolves with its port once healthy. */
   private async startApi(command: 'serve' | 'start', env: Record<string, string>): Promise<number> {
     this.assertRunning(command)
-    const server = await spawnServer(command, {
-      LOG_LEVEL: 'warn', HOST: '127.0.0.1', DATABASE_POOL_MAX: String(this.poolMax), ...this.appEnv, ...env
-    }, { waitReady: false, production: true, cpus: this.cpus, keepChars })
+    const server = await spawnServer(
+      command,
+      {
+        LOG_LEVEL: 'warn',
+        HOST: '127.0.0.1',
+        DATABASE_POOL_MAX: String(this.poolMax),
+        ...this.appEnv,
+        ...env
+      },
+      { waitReady: false, production: true, cpus: this.cpus, keepChars }
+    )
     this.track(server)
     if (command === 'start') this.url = server.url
     await waitHealthy(server.url, this.launched(), startTimeoutMs)
@@ -148,7 +184,7 @@ export function hasTaskset(): boolean {
 }
 
 /** The driver takes CPU 0 and leaves CPU 1 to the servers, so neither steals the other's time. */
-export function pin(): { serverCpus: string | undefined, description: string } {
+export function pin(): { serverCpus: string | undefined; description: string } {
   if (!hasTaskset()) {
     console.warn('\n!!! taskset is not installed: the driver and the servers run UNPINNED and share every core\n')
     return { serverCpus: undefined, description: 'unpinned (no taskset)' }

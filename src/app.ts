@@ -37,7 +37,13 @@ export interface AppOptions {
 }
 
 /** The HTTP app, read as a table of contents: platform first, then one plugin per module. */
-export async function buildApp ({ config, sql, redis, worker = 0, log = createLogger(config) }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({
+  config,
+  sql,
+  redis,
+  worker = 0,
+  log = createLogger(config)
+}: AppOptions): Promise<FastifyInstance> {
   const trusted = proxyTrust(config.trustProxy)
   const app = Fastify({
     loggerInstance: log.child({ replica: hostname(), worker }) as FastifyBaseLogger,
@@ -77,13 +83,16 @@ export async function buildApp ({ config, sql, redis, worker = 0, log = createLo
   if ((pino.levels.values[config.logLevel] ?? Infinity) <= pino.levels.values[accessLevel]) {
     app.addHook('onResponse', (request, reply, done) => {
       const query = request.url.indexOf('?')
-      request.log[accessLevel]({
-        method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        path: query === -1 ? request.url : request.url.slice(0, query),
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime * 100) / 100
-      }, 'request')
+      request.log[accessLevel](
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          path: query === -1 ? request.url : request.url.slice(0, query),
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 100) / 100
+        },
+        'request'
+      )
       done()
     })
   }
@@ -99,7 +108,11 @@ export async function buildApp ({ config, sql, redis, worker = 0, log = createLo
     optional: ['redis']
   })
   await app.register(rateLimitPlugin, { sql })
-  await app.register(idempotencyPlugin, { sql, ttlMs: config.idempotencyTtlMs, connectionWaitMs: config.databaseStatementTimeoutMs })
+  await app.register(idempotencyPlugin, {
+    sql,
+    ttlMs: config.idempotencyTtlMs,
+    connectionWaitMs: config.databaseStatementTimeoutMs
+  })
   await app.register(crebitosRoutes, { sql })
   await app.register(counterRoutes, { sql, config, redis, worker })
   await app.register(accountsRoutes, { sql, config })
@@ -141,7 +154,8 @@ const requestIdPattern = /^[\x21-\x7e]{1,128}$/
 function requestIds(trusted: (address: string, hop: number) => boolean) {
   return (req: IncomingMessage) => {
     const given = req.headers['x-request-id']
-    if (typeof given === 'string' && requestIdPattern.test(given) && trusted(req.socket.remoteAddress ?? '', 0)) return given
+    if (typeof given === 'string' && requestIdPattern.test(given) && trusted(req.socket.remoteAddress ?? '', 0))
+      return given
     return randomUUID()
   }
 }

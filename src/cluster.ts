@@ -10,13 +10,16 @@ import type { Logger } from './platform/logger.js'
 import { serveClusterMetrics, serveMetrics } from './platform/metrics.js'
 
 /** The database the whole system uses: the configured one, or an embedded server of our own. */
-export async function provideDatabase (config: Config, log: Logger): Promise<{ url: string, embedded?: EmbeddedServer }> {
+export async function provideDatabase(
+  config: Config,
+  log: Logger
+): Promise<{ url: string; embedded?: EmbeddedServer }> {
   if (config.databaseUrl) return { url: config.databaseUrl }
   const embedded = await startEmbeddedPostgres(config.dataDir, log, config.embeddedPostgresPort)
   return { url: embedded.url, embedded }
 }
 
-export async function migrateDatabase (url: string, config: Config, log: Logger) {
+export async function migrateDatabase(url: string, config: Config, log: Logger) {
   const sql = createSql(url, { max: 1 })
   try {
     await waitForDatabase(sql, log, config.databaseWaitMs)
@@ -43,7 +46,7 @@ export interface Workers {
  * replaces a worker that dies. Returned at once, so that a signal during start-up drains the workers
  * there are.
  */
-export function forkWorkers (config: Config, databaseUrl: string, log: Logger): Workers {
+export function forkWorkers(config: Config, databaseUrl: string, log: Logger): Workers {
   let closing = false
   cluster.schedulingPolicy = cluster.SCHED_RR
   cluster.setupPrimary({ args: ['worker'] })
@@ -52,26 +55,30 @@ export function forkWorkers (config: Config, databaseUrl: string, log: Logger): 
   cluster.on('exit', (worker: Worker, code, signal) => {
     if (closing) return
     log.error({ worker: worker.id, code, signal }, 'worker died; starting a new one')
-    setTimeout(() => { if (!closing) fork() }, 500).unref()
+    setTimeout(() => {
+      if (!closing) fork()
+    }, 500).unref()
   })
 
   const workers = Array.from({ length: config.workers }, fork)
-  const metrics = config.metricsPort === undefined
-    ? undefined
-    : serveMetrics(clusterMetrics, { host: config.metricsHost, port: config.metricsPort }, log)
+  const metrics =
+    config.metricsPort === undefined
+      ? undefined
+      : serveMetrics(clusterMetrics, { host: config.metricsHost, port: config.metricsPort }, log)
   return {
     listening: Promise.all([metrics, ...workers.map((worker) => once(worker, 'listening'))]).then(() => undefined),
-    async close () {
+    async close() {
       closing = true
       log.info('draining workers')
       // Longer than a worker's own drain deadline, so that a worker's timeout is its own to report.
-      if (await drainWorkers(config.shutdownTimeoutMs + 2000)) throw new Error('workers did not stop in time; killed them')
+      if (await drainWorkers(config.shutdownTimeoutMs + 2000))
+        throw new Error('workers did not stop in time; killed them')
     }
   }
 }
 
 /** SIGTERM to every live worker, then waits for them; true when some had to be killed. */
-async function drainWorkers (timeoutMs: number): Promise<boolean> {
+async function drainWorkers(timeoutMs: number): Promise<boolean> {
   const alive = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => !!worker && !worker.isDead())
   const exited = Promise.all(alive.map((worker) => once(worker, 'exit')))
   for (const worker of alive) worker.process.kill('SIGTERM')

@@ -76,7 +76,8 @@ function settings(value: Variables, given: Given) {
     host: value.HOST,
     workers: value.WORKERS,
     /** DATABASE_URL with DATABASE_PASSWORD (or the _FILE's content) put in; never to be logged. */
-    databaseUrl: value.DATABASE_URL === undefined ? undefined : databaseUrl(value.DATABASE_URL, databasePassword(value)),
+    databaseUrl:
+      value.DATABASE_URL === undefined ? undefined : databaseUrl(value.DATABASE_URL, databasePassword(value)),
     databasePoolMax: value.DATABASE_POOL_MAX,
     dataDir: value.DATA_DIR,
     /** 0: a free port chosen at each start. */
@@ -109,7 +110,7 @@ function settings(value: Variables, given: Given) {
      */
     trustProxy: parseTrustProxy(value.TRUST_PROXY),
     /** Whether the session cookie is Secure: as the scheme the browser used ('auto'), or always/never. */
-    cookieSecure: value.COOKIE_SECURE === 'auto' ? 'auto' as const : value.COOKIE_SECURE === 'true',
+    cookieSecure: value.COOKIE_SECURE === 'auto' ? ('auto' as const) : value.COOKIE_SECURE === 'true',
     /** Login attempts per client address and email. */
     loginLimitPerMinute: value.LOGIN_LIMIT_PER_MINUTE,
     /** Login attempts per client address, whatever the email (one address guessing many accounts). */
@@ -184,7 +185,9 @@ export class ConfigError extends Error {}
 /** Parses the environment once; the first bad variable stops start-up, named in the message. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const given: Given = Object.fromEntries(
-    Object.keys(ConfigSchema.properties).filter((name) => env[name] !== undefined && env[name] !== '').map((name) => [name, env[name]])
+    Object.keys(ConfigSchema.properties)
+      .filter((name) => env[name] !== undefined && env[name] !== '')
+      .map((name) => [name, env[name]])
   )
   const value = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, { ...given })) as Variables
   const [error] = Value.Errors(ConfigSchema, value)
@@ -200,16 +203,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  */
 function checkBounds(value: Variables, given: Given) {
   if (value.INCREMENT_BATCH_WINDOW_MS * 2 > value.INCREMENT_MAX_LAG_MS) {
-    throw invalid('INCREMENT_BATCH_WINDOW_MS', given, value.INCREMENT_BATCH_WINDOW_MS, `must be at most half of INCREMENT_MAX_LAG_MS (${value.INCREMENT_MAX_LAG_MS})`)
+    throw invalid(
+      'INCREMENT_BATCH_WINDOW_MS',
+      given,
+      value.INCREMENT_BATCH_WINDOW_MS,
+      `must be at most half of INCREMENT_MAX_LAG_MS (${value.INCREMENT_MAX_LAG_MS})`
+    )
   }
   if (value.DATABASE_LOCK_TIMEOUT_MS > value.DATABASE_STATEMENT_TIMEOUT_MS) {
-    throw invalid('DATABASE_LOCK_TIMEOUT_MS', given, value.DATABASE_LOCK_TIMEOUT_MS, `must be at most DATABASE_STATEMENT_TIMEOUT_MS (${value.DATABASE_STATEMENT_TIMEOUT_MS})`)
+    throw invalid(
+      'DATABASE_LOCK_TIMEOUT_MS',
+      given,
+      value.DATABASE_LOCK_TIMEOUT_MS,
+      `must be at most DATABASE_STATEMENT_TIMEOUT_MS (${value.DATABASE_STATEMENT_TIMEOUT_MS})`
+    )
   }
 }
 
 /** The one-line error naming the variable. */
 function invalid(name: string, given: Given, value: unknown, why: string): ConfigError {
-  return new ConfigError(`Invalid environment variable ${name}${shown(name, given[name as keyof Given], value)}: ${why}`)
+  return new ConfigError(
+    `Invalid environment variable ${name}${shown(name, given[name as keyof Given], value)}: ${why}`
+  )
 }
 
 /** The value as given, never one that may hold a secret; the default in effect when it was left unset. */
@@ -227,7 +242,9 @@ function databasePassword(value: Variables): string | undefined {
   try {
     return readFileSync(value.DATABASE_PASSWORD_FILE, 'utf8').replace(/\r?\n$/, '')
   } catch (error) {
-    throw new ConfigError(`Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new ConfigError(
+      `Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`
+    )
   }
 }
 
@@ -237,8 +254,11 @@ function databasePassword(value: Variables): string | undefined {
  * reads as the path: both fail here, naming the variable and printing nothing of it.
  */
 export function databaseUrl(text: string, password: string | undefined): string {
-  const invalid = (why: string) => new ConfigError(`Invalid environment variable DATABASE_URL: ${why}; ` +
-    'percent-encode / ? # @ : % in its password, or leave the password out and set DATABASE_PASSWORD')
+  const invalid = (why: string) =>
+    new ConfigError(
+      `Invalid environment variable DATABASE_URL: ${why}; ` +
+        'percent-encode / ? # @ : % in its password, or leave the password out and set DATABASE_PASSWORD'
+    )
   let url: URL
   try {
     url = new URL(text)
@@ -260,10 +280,13 @@ export function databaseUrl(text: string, password: string | undefined): string 
 }
 
 function parseTrustProxy(text: string): false | number | string {
-  const invalid = (why: string) => new ConfigError(`Invalid environment variable TRUST_PROXY=${JSON.stringify(text)}: ${why}`)
+  const invalid = (why: string) =>
+    new ConfigError(`Invalid environment variable TRUST_PROXY=${JSON.stringify(text)}: ${why}`)
   if (text === 'false') return false
   if (text === 'true') {
-    throw invalid('trusting every peer would let each client choose its own address; set the hop count (1 behind one nginx) or the proxy addresses')
+    throw invalid(
+      'trusting every peer would let each client choose its own address; set the hop count (1 behind one nginx) or the proxy addresses'
+    )
   }
   if (/^[0-9]+$/.test(text)) {
     const hops = Number(text)

@@ -25,7 +25,7 @@ interface Lifecycle {
   exit(code: number): Promise<void>
 }
 
-function lifecycle (log: Logger): Lifecycle {
+function lifecycle(log: Logger): Lifecycle {
   const stops: Array<() => Promise<void>> = []
   let stopping = false
   const exit = async (code: number, signal?: NodeJS.Signals) => {
@@ -33,20 +33,24 @@ function lifecycle (log: Logger): Lifecycle {
     if (stopping) return
     stopping = true
     if (signal) log.info({ signal }, 'stopping')
-    for (let stop = stops.pop(); stop; stop = stops.pop()) code = await stopped(stop, log) ? code : 1
+    for (let stop = stops.pop(); stop; stop = stops.pop()) code = (await stopped(stop, log)) ? code : 1
     if (signal) log.info({ code }, 'stopped')
     process.exit(code)
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void exit(0, signal))
   return {
-    onStop: (stop) => { stops.push(stop) },
-    get stopping () { return stopping },
+    onStop: (stop) => {
+      stops.push(stop)
+    },
+    get stopping() {
+      return stopping
+    },
     exit: (code) => exit(code)
   }
 }
 
 /** Runs one stop; false, logged, when it failed or gave up: the next stops run all the same. */
-async function stopped (stop: () => Promise<void>, log: Logger): Promise<boolean> {
+async function stopped(stop: () => Promise<void>, log: Logger): Promise<boolean> {
   try {
     await stop()
     return true
@@ -56,7 +60,7 @@ async function stopped (stop: () => Promise<void>, log: Logger): Promise<boolean
   }
 }
 
-async function run (command: string | undefined, config: Config, log: Logger, life: Lifecycle) {
+async function run(command: string | undefined, config: Config, log: Logger, life: Lifecycle) {
   switch (command) {
     case 'start':
       return start(config, log, life)
@@ -81,7 +85,7 @@ async function run (command: string | undefined, config: Config, log: Logger, li
  * The embedded supervisor: database, migrations once, then the workers. A signal at any moment from
  * start-up on drains the workers there are, then stops the embedded database.
  */
-async function start (config: Config, log: Logger, life: Lifecycle) {
+async function start(config: Config, log: Logger, life: Lifecycle) {
   const { url, embedded } = await database(config, log, life)
   // A signal meanwhile is stopping everything already: start nothing more for it to wait on.
   if (life.stopping) return
@@ -90,34 +94,45 @@ async function start (config: Config, log: Logger, life: Lifecycle) {
   const workers = forkWorkers(config, url, log)
   life.onStop(workers.close)
   await workers.listening
-  log.info({
-    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`,
-    workers: config.workers,
-    database: embedded ? `embedded PostgreSQL pid ${embedded.pid} (${config.dataDir})` : 'DATABASE_URL'
-  }, `Tandem listening on ${config.host}:${config.port}`)
+  log.info(
+    {
+      url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`,
+      workers: config.workers,
+      database: embedded ? `embedded PostgreSQL pid ${embedded.pid} (${config.dataDir})` : 'DATABASE_URL'
+    },
+    `Tandem listening on ${config.host}:${config.port}`
+  )
 }
 
 /** One API process until a signal drains it: a replica on its own (it migrates) or a worker of `start`. */
-async function replica (config: Config, log: Logger, life: Lifecycle, worker?: number) {
-  const server = await serve({ config, databaseUrl: requireDatabaseUrl(config), log, runMigrations: worker === undefined, worker })
+async function replica(config: Config, log: Logger, life: Lifecycle, worker?: number) {
+  const server = await serve({
+    config,
+    databaseUrl: requireDatabaseUrl(config),
+    log,
+    runMigrations: worker === undefined,
+    worker
+  })
   life.onStop(server.close)
 }
 
 /** provideDatabase, with an embedded server stopped last on the way out, even one still starting. */
-async function database (config: Config, log: Logger, life: Lifecycle) {
+async function database(config: Config, log: Logger, life: Lifecycle) {
   const provided = provideDatabase(config, log)
-  life.onStop(async () => { await (await provided.catch(() => undefined))?.embedded?.stop() })
+  life.onStop(async () => {
+    await (await provided.catch(() => undefined))?.embedded?.stop()
+  })
   return provided
 }
 
-async function databaseOnly (config: Config, log: Logger, life: Lifecycle) {
+async function databaseOnly(config: Config, log: Logger, life: Lifecycle) {
   const { url } = await database(config, log, life)
   await migrateDatabase(url, config, log)
   process.stdout.write(`DATABASE_URL=${url}\n`)
   setInterval(() => {}, 1 << 30) // the postmaster is detached and unref'd: nothing else keeps us running until a signal
 }
 
-function requireDatabaseUrl (config: Config): string {
+function requireDatabaseUrl(config: Config): string {
   if (!config.databaseUrl) throw new ConfigError('DATABASE_URL is required for this command')
   return config.databaseUrl
 }

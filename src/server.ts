@@ -30,16 +30,21 @@ export interface Server {
 }
 
 /** One API process: wait for the database, migrate if asked, listen; the handle drains it. */
-export async function serve ({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<Server> {
-  const sql = createSql(databaseUrl, { max: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs })
+export async function serve({ config, databaseUrl, log, runMigrations, worker }: ServeOptions): Promise<Server> {
+  const sql = createSql(databaseUrl, {
+    max: config.databasePoolMax,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+    lockTimeoutMs: config.databaseLockTimeoutMs
+  })
   await waitForDatabase(sql, log, config.databaseWaitMs)
   if (runMigrations) await migrate(sql, log)
   const redis = config.redisUrl ? createRedis(config.redisUrl, log) : undefined
   const app = await buildApp({ config, sql, redis, worker, log })
   // A cluster worker's figures are served by the primary, summed over the workers.
-  const metricsServer = config.metricsPort !== undefined && worker === undefined
-    ? await serveMetrics(() => app.metrics.metrics(), { host: config.metricsHost, port: config.metricsPort }, log)
-    : undefined
+  const metricsServer =
+    config.metricsPort !== undefined && worker === undefined
+      ? await serveMetrics(() => app.metrics.metrics(), { host: config.metricsHost, port: config.metricsPort }, log)
+      : undefined
 
   const close = drainer(app, config.shutdownTimeoutMs, async () => {
     metricsServer?.close()
@@ -54,7 +59,7 @@ export async function serve ({ config, databaseUrl, log, runMigrations, worker }
  * The close of a Server: app.close() waits for the requests in flight (and the plugins' onClose
  * hooks: the increments still queued are committed), then `release` lets go of the pools.
  */
-function drainer (app: FastifyInstance, timeoutMs: number, release: () => Promise<void>): () => Promise<void> {
+function drainer(app: FastifyInstance, timeoutMs: number, release: () => Promise<void>): () => Promise<void> {
   let closing: Promise<void> | undefined
   // While draining, a request that arrives on a kept-alive connection gets our 503, and every answer
   // closes its connection: a kept-alive socket would hold the close open.
@@ -77,7 +82,7 @@ function drainer (app: FastifyInstance, timeoutMs: number, release: () => Promis
 }
 
 /** `work`, or a rejection once `ms` have passed: a drain that hangs must not keep the process forever. */
-function deadline (work: Promise<void>, ms: number, what: string): Promise<void> {
+function deadline(work: Promise<void>, ms: number, what: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms).unref()

@@ -11,9 +11,6 @@ import { until } from './helpers/wait.js'
 
 // What a replica does when PostgreSQL goes away under it, and what production mode shows the world.
 
-
-
-
 /** A request that must be answered, fast or slow, well before anything would call it hung. */
 async function answered(base: string, method: string, route: string, json?: unknown): Promise<Response> {
   const res = await fetch(new URL(route, base), {
@@ -51,13 +48,21 @@ describe('when the database goes down under a running replica', () => {
 
   test('then it answers 503 in JSON at once, stays up, and recovers by itself when the database is back', async () => {
     // Arrange: a working replica, then its database stopped.
-    const beforeOutage = await answered(replica.url, 'POST', '/clientes/1/transacoes', { valor: 10, tipo: 'c', descricao: 'before' })
+    const beforeOutage = await answered(replica.url, 'POST', '/clientes/1/transacoes', {
+      valor: 10,
+      tipo: 'c',
+      descricao: 'before'
+    })
     assert.equal(beforeOutage.status, 200)
     assert.equal(await database.stop(), 0)
 
     // Act
     const ready = await answered(replica.url, 'GET', '/ready')
-    const transaction = await answered(replica.url, 'POST', '/clientes/1/transacoes', { valor: 20, tipo: 'c', descricao: 'while down' })
+    const transaction = await answered(replica.url, 'POST', '/clientes/1/transacoes', {
+      valor: 20,
+      tipo: 'c',
+      descricao: 'while down'
+    })
     const statement = await answered(replica.url, 'GET', '/clientes/1/extrato')
 
     // Assert: quick JSON refusals, and the process still serving.
@@ -78,7 +83,11 @@ describe('when the database goes down under a running replica', () => {
     database = await startDatabaseCommand(dataDir, port)
     databaseCommands.push(database.child)
     await until(async () => (await answered(replica.url, 'GET', '/ready')).status === 200, '/ready to turn 200 again')
-    const afterOutage = await answered(replica.url, 'POST', '/clientes/1/transacoes', { valor: 30, tipo: 'c', descricao: 'after' })
+    const afterOutage = await answered(replica.url, 'POST', '/clientes/1/transacoes', {
+      valor: 30,
+      tipo: 'c',
+      descricao: 'after'
+    })
 
     // Assert: the same process works again, and only the answered transactions are stored.
     assert.equal(afterOutage.status, 200)
@@ -87,7 +96,13 @@ describe('when the database goes down under a running replica', () => {
     const sql = postgres(database.url, { max: 1, onnotice: () => {} })
     try {
       const stored = await sql`select valor, descricao from transacoes where cliente_id = 1 order by id`
-      assert.deepEqual(stored.map((row) => ({ ...row })), [{ valor: 10, descricao: 'before' }, { valor: 30, descricao: 'after' }])
+      assert.deepEqual(
+        stored.map((row) => ({ ...row })),
+        [
+          { valor: 10, descricao: 'before' },
+          { valor: 30, descricao: 'after' }
+        ]
+      )
     } finally {
       await sql.end({ timeout: 5 })
     }
@@ -120,9 +135,12 @@ describe('in production mode', () => {
   })
 
   test('when the body is invalid or not JSON at all, then a 4xx in JSON without a stack, and nothing is written', async () => {
-    const invalid = await request(replica.url, 'POST', '/clientes/1/transacoes', { json: { valor: 1.5, tipo: 'x', descricao: '' } })
+    const invalid = await request(replica.url, 'POST', '/clientes/1/transacoes', {
+      json: { valor: 1.5, tipo: 'x', descricao: '' }
+    })
     const malformed = await request(replica.url, 'POST', '/clientes/1/transacoes', {
-      body: '{"valor": 1,', headers: { 'content-type': 'application/json' }
+      body: '{"valor": 1,',
+      headers: { 'content-type': 'application/json' }
     })
 
     for (const res of [invalid, malformed]) {
@@ -142,17 +160,23 @@ describe('in production mode', () => {
     await db.sql`create trigger refuse_boom before insert on transacoes
       for each row when (new.descricao = 'boom') execute function refuse_boom()`
 
-    const res = await request(replica.url, 'POST', '/clientes/2/transacoes', { json: { valor: 5, tipo: 'c', descricao: 'boom' } })
+    const res = await request(replica.url, 'POST', '/clientes/2/transacoes', {
+      json: { valor: 5, tipo: 'c', descricao: 'boom' }
+    })
 
     assert.equal(res.status, 500)
     assert.deepEqual(res.body, { error: 'internal', message: 'internal server error' })
     const [{ saldo }] = await db.sql`select saldo from clientes where id = 2`
     assert.equal(saldo, 0)
     let logged: Record<string, unknown> | undefined
-    await until(() => {
-      logged = logLines(replica.output()).find((line) => line.msg === 'request failed')
-      return logged !== undefined
-    }, 'the failure to be logged', 10_000)
+    await until(
+      () => {
+        logged = logLines(replica.output()).find((line) => line.msg === 'request failed')
+        return logged !== undefined
+      },
+      'the failure to be logged',
+      10_000
+    )
     assert.match(JSON.stringify(logged), /boom from the test trigger/)
     assert.match((logged!.err as { stack: string }).stack, /\n\s+at /, 'the log keeps the stack the client did not get')
   })
@@ -160,7 +184,10 @@ describe('in production mode', () => {
   test('when it logs, then every line it writes is a JSON record', async () => {
     await request(replica.url, 'GET', '/no/such/route')
 
-    const lines = replica.output().split('\n').filter((line) => line.trim() !== '')
+    const lines = replica
+      .output()
+      .split('\n')
+      .filter((line) => line.trim() !== '')
     assert.ok(lines.length > 0)
     for (const line of lines) {
       const record = JSON.parse(line)
@@ -170,4 +197,3 @@ describe('in production mode', () => {
     }
   })
 })
-

@@ -29,17 +29,30 @@ after(async () => {
 
 describe('when many replicas move one balance at once', () => {
   test('25 simultaneous debits of 1 leave exactly -25, then 25 credits leave 0', async () => {
-    const debits = await Promise.all(Array.from({ length: 25 }, () =>
-      send('POST', '/clientes/1/transacoes', { valor: 1, tipo: 'd', descricao: 'debit' })))
-    assert.deepEqual(debits.map((res) => res.status), Array(25).fill(200))
+    const debits = await Promise.all(
+      Array.from({ length: 25 }, () =>
+        send('POST', '/clientes/1/transacoes', { valor: 1, tipo: 'd', descricao: 'debit' })
+      )
+    )
+    assert.deepEqual(
+      debits.map((res) => res.status),
+      Array(25).fill(200)
+    )
     assert.equal((await send('GET', '/clientes/1/extrato')).body.saldo.total, -25)
 
-    const credits = await Promise.all(Array.from({ length: 25 }, () =>
-      send('POST', '/clientes/1/transacoes', { valor: 1, tipo: 'c', descricao: 'credit' })))
-    assert.deepEqual(credits.map((res) => res.status), Array(25).fill(200))
+    const credits = await Promise.all(
+      Array.from({ length: 25 }, () =>
+        send('POST', '/clientes/1/transacoes', { valor: 1, tipo: 'c', descricao: 'credit' })
+      )
+    )
+    assert.deepEqual(
+      credits.map((res) => res.status),
+      Array(25).fill(200)
+    )
 
     assert.equal((await send('GET', '/clientes/1/extrato')).body.saldo.total, 0)
-    const [stored] = await db.sql`select saldo, (select count(*)::int from transacoes where cliente_id = 1) as count from clientes where id = 1`
+    const [stored] =
+      await db.sql`select saldo, (select count(*)::int from transacoes where cliente_id = 1) as count from clientes where id = 1`
     assert.deepEqual({ ...stored }, { saldo: 0, count: 50 })
     const distinctBalances = new Set(debits.map((res) => res.body.saldo))
     assert.equal(distinctBalances.size, 25, 'each debit saw its own balance')
@@ -48,20 +61,33 @@ describe('when many replicas move one balance at once', () => {
   test('racing debits past a small limit: exactly the ones that fit succeed', async () => {
     await db.sql`insert into clientes (id, limite) values (100, 10)`
 
-    const results = await Promise.all(Array.from({ length: 40 }, () =>
-      send('POST', '/clientes/100/transacoes', { valor: 1, tipo: 'd', descricao: 'race' })))
+    const results = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        send('POST', '/clientes/100/transacoes', { valor: 1, tipo: 'd', descricao: 'race' })
+      )
+    )
 
     const statuses = results.map((res) => res.status)
     assert.equal(statuses.filter((s) => s === 200).length, 10)
     assert.equal(statuses.filter((s) => s === 422).length, 30)
-    const [row] = await db.sql`select saldo, (select count(*)::int from transacoes where cliente_id = 100) as count from clientes where id = 100`
+    const [row] =
+      await db.sql`select saldo, (select count(*)::int from transacoes where cliente_id = 100) as count from clientes where id = 100`
     assert.deepEqual({ ...row }, { saldo: -10, count: 10 })
   })
 })
 
 describe('a randomized mixed history over the five clients', () => {
-  interface Sent { client: number, valor: number, tipo: 'c' | 'd', descricao: string, res: Response }
-  interface Read { client: number, res: Response }
+  interface Sent {
+    client: number
+    valor: number
+    tipo: 'c' | 'd'
+    descricao: string
+    res: Response
+  }
+  interface Read {
+    client: number
+    res: Response
+  }
 
   test('every 200 is one stored transaction, balances add up, limits hold, every statement is a snapshot', async () => {
     await db.sql`truncate transacoes`
@@ -86,11 +112,17 @@ describe('a randomized mixed history over the five clients', () => {
     }
     await inWaves(1200, 40, operation)
 
-    for (const { res } of [...sent, ...reads]) assert.ok([200, 422].includes(res.status), `unexpected ${res.status} ${res.text}`)
+    for (const { res } of [...sent, ...reads])
+      assert.ok([200, 422].includes(res.status), `unexpected ${res.status} ${res.text}`)
     const accepted = sent.filter((s) => s.res.status === 200)
-    assert.ok(accepted.length > 300 && sent.length - accepted.length > 50, 'the history mixes accepted and refused debits')
+    assert.ok(
+      accepted.length > 300 && sent.length - accepted.length > 50,
+      'the history mixes accepted and refused debits'
+    )
 
-    const stored = await db.sql<{ id: string, cliente_id: number, valor: number, tipo: 'c' | 'd', descricao: string }[]>`
+    const stored = await db.sql<
+      { id: string; cliente_id: number; valor: number; tipo: 'c' | 'd'; descricao: string }[]
+    >`
       select id, cliente_id, valor, tipo, descricao from transacoes order by id`
     const storedByDescricao = new Map(stored.map((row) => [row.descricao, row]))
     assert.equal(stored.length, accepted.length, 'one stored transaction per 200, and none for a refusal')
@@ -111,8 +143,9 @@ describe('a randomized mixed history over the five clients', () => {
       balanceAfter.set(row.descricao, balance)
       history.set(row.cliente_id, [...(history.get(row.cliente_id) ?? []), row.descricao])
     }
-    const finals = await db.sql<{ id: number, saldo: number }[]>`select id, saldo from clientes where id <= 5`
-    for (const { id, saldo } of finals) assert.equal(saldo, balances.get(id) ?? 0, `client ${id} balance is the sum of its transactions`)
+    const finals = await db.sql<{ id: number; saldo: number }[]>`select id, saldo from clientes where id <= 5`
+    for (const { id, saldo } of finals)
+      assert.equal(saldo, balances.get(id) ?? 0, `client ${id} balance is the sum of its transactions`)
 
     for (const s of accepted) {
       assert.equal(s.res.body.saldo, balanceAfter.get(s.descricao), 'each 200 answers the balance right after it')

@@ -36,7 +36,6 @@ async function startCluster(dataDir: string, env: Record<string, string> = {}): 
   return cluster
 }
 
-
 /** Straight to the embedded PostgreSQL, around the API, with the credentials `start` keeps. */
 async function connectDirectly(dataDir: string) {
   const { user, password } = JSON.parse(await readFile(path.join(dataDir, 'credentials.json'), 'utf8'))
@@ -46,15 +45,14 @@ async function connectDirectly(dataDir: string) {
   return sql
 }
 
-
-
-
-
 /** Resolves once a new TCP connection to the port is refused: nobody accepts on it any more. */
 function isRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(false) })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(false)
+    })
     socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
   })
 }
@@ -65,18 +63,20 @@ interface Outcome {
   descricao: string
   /** 0: no HTTP response at all; `failure` says what happened to the connection. */
   status: number
-  body?: { error?: unknown, message?: unknown, stack?: unknown }
+  body?: { error?: unknown; message?: unknown; stack?: unknown }
   failure?: string
 }
 
 async function credit(base: string, clientId: number, valor: number, descricao: string): Promise<Outcome> {
   const sent = { clientId, valor, descricao }
   try {
-    const res = await request(base, 'POST', `/clientes/${clientId}/transacoes`, { json: { valor, tipo: 'c', descricao } })
+    const res = await request(base, 'POST', `/clientes/${clientId}/transacoes`, {
+      json: { valor, tipo: 'c', descricao }
+    })
     return { ...sent, status: res.status, body: res.body }
   } catch (error) {
     const { name, message, cause } = error as Error & { cause?: { code?: string } }
-    return { ...sent, status: 0, failure: name === 'TimeoutError' ? 'timeout' : cause?.code ?? message }
+    return { ...sent, status: 0, failure: name === 'TimeoutError' ? 'timeout' : (cause?.code ?? message) }
   }
 }
 
@@ -89,7 +89,10 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
     const dataDir = await ownDataDir()
     const first = await startCluster(dataDir)
     const firstBurst = await Promise.all(range(300).map((i) => credit(first.url, (i % 5) + 1, i + 1, `a${i}`)))
-    assert.deepEqual(firstBurst.filter((outcome) => outcome.status !== 200), [])
+    assert.deepEqual(
+      firstBurst.filter((outcome) => outcome.status !== 200),
+      []
+    )
     const postmaster = await readPostmaster(dataDir)
 
     // Act: a second burst; as its 20th acknowledgement arrives, supervisor, workers and postmaster
@@ -102,25 +105,34 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
       killGroupOf(postmaster.pid)
     }
     let acknowledgements = 0
-    const secondBurst = await Promise.all(range(300).map(async (i) => {
-      const outcome = await credit(first.url, (i % 5) + 1, 1000 + i, `b${i}`)
-      if (outcome.status === 200 && ++acknowledgements === 20) crash()
-      return outcome
-    }))
+    const secondBurst = await Promise.all(
+      range(300).map(async (i) => {
+        const outcome = await credit(first.url, (i % 5) + 1, 1000 + i, `b${i}`)
+        if (outcome.status === 200 && ++acknowledgements === 20) crash()
+        return outcome
+      })
+    )
     crash()
     await first.stop()
     await until(() => isGone(postmaster.pid), 'the killed postmaster to be reaped')
     const second = await startCluster(dataDir)
 
     // Assert: the kill really cut the burst short, and PostgreSQL had to recover.
-    assert.ok(secondBurst.some((outcome) => outcome.status !== 200), 'some requests of the second burst were cut off')
-    assert.deepEqual(secondBurst.filter((outcome) => outcome.failure === 'timeout'), [], 'nothing hung')
+    assert.ok(
+      secondBurst.some((outcome) => outcome.status !== 200),
+      'some requests of the second burst were cut off'
+    )
+    assert.deepEqual(
+      secondBurst.filter((outcome) => outcome.failure === 'timeout'),
+      [],
+      'nothing hung'
+    )
     const postgresLog = await readFile(path.join(dataDir, 'postgres.log'), 'utf8')
     assert.match(postgresLog, /automatic recovery in progress/)
 
     const sql = await connectDirectly(dataDir)
     try {
-      const stored = await sql<{ descricao: string, cliente_id: number, valor: number, copies: number }[]>`
+      const stored = await sql<{ descricao: string; cliente_id: number; valor: number; copies: number }[]>`
         select descricao, cliente_id, valor, count(*)::int as copies from transacoes group by 1, 2, 3`
       const byDescricao = new Map(stored.map((row) => [row.descricao, row]))
       const lost = acknowledged([...firstBurst, ...secondBurst]).filter(({ descricao, clientId, valor }) => {
@@ -128,15 +140,22 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
         return !row || row.cliente_id !== clientId || row.valor !== valor
       })
       assert.deepEqual(lost, [], 'every 200 is stored, for its client and amount')
-      assert.deepEqual(stored.filter((row) => row.copies !== 1), [], 'nothing is stored twice')
+      assert.deepEqual(
+        stored.filter((row) => row.copies !== 1),
+        [],
+        'nothing is stored twice'
+      )
       assert.equal(new Set(stored.map((row) => row.descricao)).size, stored.length, 'each request stored once at most')
 
-      const balances = await sql<{ id: number, saldo: number, sum: number }[]>`
+      const balances = await sql<{ id: number; saldo: number; sum: number }[]>`
         select c.id, c.saldo,
                coalesce(sum(case t.tipo when 'c' then t.valor else -t.valor end), 0)::int as sum
           from clientes c left join transacoes t on t.cliente_id = c.id
          group by c.id order by c.id`
-      assert.deepEqual(balances.map((row) => row.id), [1, 2, 3, 4, 5])
+      assert.deepEqual(
+        balances.map((row) => row.id),
+        [1, 2, 3, 4, 5]
+      )
       for (const { id, saldo, sum } of balances) {
         assert.equal(saldo, sum, `client ${id}: balance = sum of its stored transactions`)
         const extrato = await request(second.url, 'GET', `/clientes/${id}/extrato`)
@@ -158,7 +177,10 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
     // would otherwise give up, 503 after DATABASE_LOCK_TIMEOUT_MS, before the last ones arrive).
     const dataDir = await ownDataDir()
     const cluster = await startCluster(dataDir, {
-      DATABASE_POOL_MAX: '100', SHUTDOWN_TIMEOUT_MS: '30000', DATABASE_LOCK_TIMEOUT_MS: '60000', DATABASE_STATEMENT_TIMEOUT_MS: '60000'
+      DATABASE_POOL_MAX: '100',
+      SHUTDOWN_TIMEOUT_MS: '30000',
+      DATABASE_LOCK_TIMEOUT_MS: '60000',
+      DATABASE_STATEMENT_TIMEOUT_MS: '60000'
     })
     const postmaster = await readPostmaster(dataDir)
     const sql = await connectDirectly(dataDir)
@@ -186,7 +208,10 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
     const code = await exited
 
     // Assert: every accepted request got its 200; the racing ones got an answer or a clean refusal.
-    assert.deepEqual(heldOutcomes.filter((outcome) => outcome.status !== 200), [])
+    assert.deepEqual(
+      heldOutcomes.filter((outcome) => outcome.status !== 200),
+      []
+    )
     for (const outcome of racingOutcomes) {
       if (outcome.status === 200) continue
       if (outcome.status === 503) {
@@ -195,8 +220,10 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
         continue
       }
       assert.equal(outcome.status, 0, `only 200 or 503: ${JSON.stringify(outcome)}`)
-      assert.ok(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(outcome.failure ?? ''),
-        `a request without an answer was refused at the door, not left hanging: ${JSON.stringify(outcome)}`)
+      assert.ok(
+        ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(outcome.failure ?? ''),
+        `a request without an answer was refused at the door, not left hanging: ${JSON.stringify(outcome)}`
+      )
     }
     assert.equal(code, 0, cluster.output())
     assert.ok(isGone(postmaster.pid), 'the supervisor stopped its PostgreSQL before exiting')
@@ -213,7 +240,9 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
       const racingRows = await check<{ descricao: string }[]>`select descricao from transacoes where cliente_id = 4`
       assert.deepEqual(
         racingRows.map((row) => row.descricao).sort(),
-        acknowledged(racingOutcomes).map((outcome) => outcome.descricao).sort(),
+        acknowledged(racingOutcomes)
+          .map((outcome) => outcome.descricao)
+          .sort(),
         'a racing request is stored if and only if it was answered 200'
       )
     } finally {

@@ -41,9 +41,12 @@ describe('a row lock held elsewhere', () => {
     await db.sql`insert into clientes (id, limite, saldo) values (7001, 100000, 0), (7002, 100000, 0)`
     const release = await db.holdLock((tx) => tx`select * from clientes where id = 7001 for update`)
     try {
-      const debit = (id: number, index: number) => timed(() => request(replicas[index % 2], 'POST', `/clientes/${id}/transacoes`, {
-        json: { valor: 10, tipo: 'd', descricao: `lock ${index}` }
-      }))
+      const debit = (id: number, index: number) =>
+        timed(() =>
+          request(replicas[index % 2], 'POST', `/clientes/${id}/transacoes`, {
+            json: { valor: 10, tipo: 'd', descricao: `lock ${index}` }
+          })
+        )
 
       const [locked, free] = await Promise.all([
         Promise.all(Array.from({ length: 20 }, (_, index) => debit(7001, index))),
@@ -64,7 +67,9 @@ describe('a row lock held elsewhere', () => {
       select (select count(*) from transacoes where cliente_id = 7001)::int as count, (select saldo from clientes where id = 7001) as saldo`
     assert.equal(count, 0, 'a refused debit wrote nothing')
     assert.equal(saldo, 0)
-    const after = await request(replicas[0], 'POST', '/clientes/7001/transacoes', { json: { valor: 10, tipo: 'd', descricao: 'after' } })
+    const after = await request(replicas[0], 'POST', '/clientes/7001/transacoes', {
+      json: { valor: 10, tipo: 'd', descricao: 'after' }
+    })
     assert.equal(after.status, 200, 'the client is served again once the lock is gone')
   })
 
@@ -88,7 +93,11 @@ describe('a row lock held elsewhere', () => {
     assert.ok(answers.filter((res) => res.ms < 1000).length >= 20, 'past the queue cap the refusal is immediate')
     const next = await request(url, 'GET', '/counter')
     assert.equal(next.status, 200)
-    assert.equal(next.body.clusterRequests, first.body.clusterRequests + 1, 'no number was used up by a refused request')
+    assert.equal(
+      next.body.clusterRequests,
+      first.body.clusterRequests + 1,
+      'no number was used up by a refused request'
+    )
   })
 })
 
@@ -99,9 +108,13 @@ describe('load shedding', () => {
     const release = await db.holdLock((tx) => tx`select * from clientes where id = 7101 for update`)
     let held: Promise<Response[]> | undefined
     try {
-      held = Promise.all(Array.from({ length: 3 }, (_, index) => request(url, 'POST', '/clientes/7101/transacoes', {
-        json: { valor: 1, tipo: 'c', descricao: `held ${index}` }
-      })))
+      held = Promise.all(
+        Array.from({ length: 3 }, (_, index) =>
+          request(url, 'POST', '/clientes/7101/transacoes', {
+            json: { valor: 1, tipo: 'c', descricao: `held ${index}` }
+          })
+        )
+      )
       await sleep(300) // the three are inside, waiting on the lock
 
       const shed = await timed(() => request(url, 'GET', '/clientes/1/extrato'))
@@ -117,7 +130,10 @@ describe('load shedding', () => {
     }
     // Held past the lock timeout on a slow machine, one may have been refused instead: never half done.
     const statuses = (await held).map((res) => res.status)
-    assert.ok(statuses.every((status) => status === 200 || status === 503), String(statuses))
+    assert.ok(
+      statuses.every((status) => status === 200 || status === 503),
+      String(statuses)
+    )
     const [{ count }] = await db.sql`select count(*)::int as count from transacoes where cliente_id = 7101`
     assert.equal(count, statuses.filter((status) => status === 200).length)
     const resumed = await request(url, 'GET', '/clientes/1/extrato')
@@ -142,7 +158,11 @@ describe('load shedding', () => {
       await release()
     }
     await held
-    await until(async () => (await request(url, 'GET', '/clientes/1/extrato')).status === 200, 'the replica to accept again', 5000)
+    await until(
+      async () => (await request(url, 'GET', '/clientes/1/extrato')).status === 200,
+      'the replica to accept again',
+      5000
+    )
   })
 
   test('when the event loop is delayed past OVERLOAD_EVENT_LOOP_DELAY_MS, then requests get 503 until it recovers', async () => {
@@ -150,14 +170,20 @@ describe('load shedding', () => {
     // The app shares this process's event loop: keep it busy in slices, as a replica drowning in work would be.
     for (let slice = 0; slice < 5; slice++) {
       const until = Date.now() + 150
-      while (Date.now() < until) { /* busy */ }
+      while (Date.now() < until) {
+        /* busy */
+      }
       await sleep(1)
     }
 
     const shed = await request(url, 'GET', '/clientes/1/extrato')
     assert.equal(shed.status, 503)
     assert.equal(shed.body.error, 'overloaded')
-    await until(async () => (await request(url, 'GET', '/clientes/1/extrato')).status === 200, 'the replica to accept again', 5000)
+    await until(
+      async () => (await request(url, 'GET', '/clientes/1/extrato')).status === 200,
+      'the replica to accept again',
+      5000
+    )
   })
 })
 
@@ -170,10 +196,11 @@ describe('slow and idle connections', () => {
     })
   }
   // Reading what arrives (resume) is what lets the end of the stream, and so the close, be seen.
-  const closed = (socket: Socket) => new Promise<void>((resolve) => {
-    if (socket.destroyed) resolve()
-    else socket.resume().once('close', () => resolve())
-  })
+  const closed = (socket: Socket) =>
+    new Promise<void>((resolve) => {
+      if (socket.destroyed) resolve()
+      else socket.resume().once('close', () => resolve())
+    })
 
   test('when a client sends its headers too slowly, then the connection is closed after HEADERS_TIMEOUT_MS', async () => {
     const url = await replica({ HEADERS_TIMEOUT_MS: '1000' })
@@ -191,7 +218,9 @@ describe('slow and idle connections', () => {
     const socket = await open(url)
     socket.on('error', () => {})
     let answer = ''
-    socket.on('data', (chunk) => { answer += chunk })
+    socket.on('data', (chunk) => {
+      answer += chunk
+    })
     socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
 
     await Promise.race([closed(socket), sleep(5000).then(() => assert.fail('idle connection still open after 5 s'))])

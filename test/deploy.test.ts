@@ -17,7 +17,9 @@ const read = (file: string) => readFile(path.join(deployDir, file), 'utf8')
 const readCompose = async (file: string) => parse(await read(file), { merge: true })
 
 const composeBinary = '/usr/bin/docker-compose'
-const opensslBinary = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((candidate) => spawnSync(candidate, ['version']).status === 0)
+const opensslBinary = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find(
+  (candidate) => spawnSync(candidate, ['version']).status === 0
+)
 
 function skipReason(missing: string, install: string, what: string): string {
   const reason = `SKIPPED: ${missing} is not installed (apt-get install -y ${install}; .ci/run does) — ${what} did not run`
@@ -25,12 +27,15 @@ function skipReason(missing: string, install: string, what: string): string {
   return reason
 }
 
-const composeSkip = spawnSync(composeBinary, ['version']).status === 0
-  ? undefined
-  : skipReason(composeBinary, 'docker-compose', 'the docker-compose config validations')
+const composeSkip =
+  spawnSync(composeBinary, ['version']).status === 0
+    ? undefined
+    : skipReason(composeBinary, 'docker-compose', 'the docker-compose config validations')
 const tlsSkip = !nginxBinary
   ? skipReason('nginx', 'nginx', 'nginx -t of nginx.conf with tls.conf')
-  : !opensslBinary ? skipReason('openssl', 'openssl', 'nginx -t of nginx.conf with tls.conf') : undefined
+  : !opensslBinary
+    ? skipReason('openssl', 'openssl', 'nginx -t of nginx.conf with tls.conf')
+    : undefined
 
 /** `docker-compose -f … config` from the repository root, with a password in the environment unless told otherwise. */
 function composeConfig(files: string[], env: NodeJS.ProcessEnv = { POSTGRES_PASSWORD: 'not-a-real-password' }) {
@@ -47,7 +52,11 @@ interface Service {
   build?: unknown
   command?: string | string[]
   environment?: Record<string, string>
-  deploy?: { replicas?: number, endpoint_mode?: string, resources?: { limits?: { cpus?: string | number, memory?: string } } }
+  deploy?: {
+    replicas?: number
+    endpoint_mode?: string
+    resources?: { limits?: { cpus?: string | number; memory?: string } }
+  }
   networks?: Record<string, { aliases?: string[] } | null> | string[]
   [key: string]: unknown
 }
@@ -81,10 +90,14 @@ async function nginxConfAsStarted(nginx: Service): Promise<string> {
   const command = commandText(nginx)
   const expressions = [...command.matchAll(/-e '([^']*)'/g)].map((match) => match[1])
   assert.ok(expressions.length > 0, `no sed -e '…' in ${command}`)
-  const result = spawnSync('sed', expressions.flatMap((expression) => ['-e', expression]), {
-    input: await read('nginx/nginx.conf'),
-    encoding: 'utf8'
-  })
+  const result = spawnSync(
+    'sed',
+    expressions.flatMap((expression) => ['-e', expression]),
+    {
+      input: await read('nginx/nginx.conf'),
+      encoding: 'utf8'
+    }
+  )
   assert.equal(result.status, 0, result.stderr)
   return result.stdout
 }
@@ -110,12 +123,19 @@ async function assertResolvableUpstream(nginx: Service) {
 }
 
 function assertApiEnvironment(environment: Record<string, string>) {
-  assert.match(environment.TRUST_PROXY, /^[1-9]\d*$/, 'TRUST_PROXY counts hops (never "true": anyone could claim any address)')
+  assert.match(
+    environment.TRUST_PROXY,
+    /^[1-9]\d*$/,
+    'TRUST_PROXY counts hops (never "true": anyone could claim any address)'
+  )
   const url = new URL(environment.DATABASE_URL)
   assert.equal(url.password, '', 'the password goes in DATABASE_PASSWORD, not in the URL')
   assert.equal(url.username, 'tandem')
   assert.ok(environment.DATABASE_PASSWORD)
-  assert.ok(Object.values(environment).every((value) => typeof value === 'string'), 'every value a string')
+  assert.ok(
+    Object.values(environment).every((value) => typeof value === 'string'),
+    'every value a string'
+  )
 }
 
 describe('deploy/compose.yaml', async () => {
@@ -160,7 +180,10 @@ describe('deploy/compose.yaml', async () => {
     const command = redis.command as string[]
     assert.deepEqual(command.slice(1, 5), ['--appendonly', 'yes', '--appendfsync', 'always'])
     assert.equal(command[command.indexOf('--maxmemory-policy') + 1], 'noeviction')
-    assert.ok(mebibytes(command[command.indexOf('--maxmemory') + 1]) < memory(redis), 'maxmemory below the container limit')
+    assert.ok(
+      mebibytes(command[command.indexOf('--maxmemory') + 1]) < memory(redis),
+      'maxmemory below the container limit'
+    )
   })
 
   test('runs the API in production mode, started after its dependencies', () => {
@@ -182,7 +205,11 @@ describe('deploy/compose.yaml', async () => {
   })
 
   test('rolls a Swarm update one replica at a time, new first, back on failure, after the drain', () => {
-    const { update_config: update, rollback_config: rollback, restart_policy: restart } = api.deploy as Record<string, Record<string, string | number>>
+    const {
+      update_config: update,
+      rollback_config: rollback,
+      restart_policy: restart
+    } = api.deploy as Record<string, Record<string, string | number>>
     assert.equal(update.parallelism, 1)
     assert.equal(update.order, 'start-first')
     assert.equal(update.failure_action, 'rollback')
@@ -198,20 +225,27 @@ describe('deploy/compose.yaml', async () => {
     const observability = await readCompose('compose.observability.yaml')
     const { prometheus, grafana } = observability.services as Record<string, Service>
     assert.deepEqual(Object.keys(observability.services).sort(), ['grafana', 'prometheus'])
-    for (const service of Object.values(observability.services as Record<string, Service>)) assert.equal(service.profiles, undefined)
+    for (const service of Object.values(observability.services as Record<string, Service>))
+      assert.equal(service.profiles, undefined)
     assert.deepEqual(prometheus.ports, ['127.0.0.1:9090:9090'])
     assert.deepEqual(grafana.ports, ['${GRAFANA_ADDRESS:-127.0.0.1}:3000:3000'])
     // The replicas' metrics port: never published, scraped over the Compose network only.
     assert.equal(api.ports, undefined)
     assert.match(await read('observability/prometheus.yml'), new RegExp(`port: ${api.environment!.METRICS_PORT}\\b`))
-    const targets = (service: Service) => Object.fromEntries((service.secrets as { source: string, target: string }[])
-      .map(({ source, target }) => [target, observability.secrets[source].file]))
+    const targets = (service: Service) =>
+      Object.fromEntries(
+        (service.secrets as { source: string; target: string }[]).map(({ source, target }) => [
+          target,
+          observability.secrets[source].file
+        ])
+      )
     assert.deepEqual(targets(prometheus), {
       '/etc/prometheus/prometheus.yml': './observability/prometheus.yml',
       '/etc/prometheus/alerts.yml': './observability/alerts.yml'
     })
     assert.deepEqual(targets(grafana), {
-      '/etc/grafana/provisioning/datasources/prometheus.yml': './observability/grafana/provisioning/datasources/prometheus.yml',
+      '/etc/grafana/provisioning/datasources/prometheus.yml':
+        './observability/grafana/provisioning/datasources/prometheus.yml',
       '/etc/grafana/provisioning/dashboards/tandem.yml': './observability/grafana/provisioning/dashboards/tandem.yml',
       '/etc/grafana/dashboards/tandem.json': './observability/grafana/dashboards/tandem.json'
     })
@@ -219,7 +253,10 @@ describe('deploy/compose.yaml', async () => {
     assert.ok([prometheus.command].flat().includes('--config.file=/etc/prometheus/prometheus.yml'))
     const { environment } = grafana
     assert.equal(environment!.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH, '/etc/grafana/dashboards/tandem.json')
-    assert.match(await read('observability/grafana/provisioning/dashboards/tandem.yml'), /path: \/etc\/grafana\/dashboards$/m)
+    assert.match(
+      await read('observability/grafana/provisioning/dashboards/tandem.yml'),
+      /path: \/etc\/grafana\/dashboards$/m
+    )
   })
 
   test('gives nginx its nginx.conf as a file every Compose and Swarm mounts, with `resolve` added to the upstream', async () => {
@@ -238,8 +275,12 @@ describe('deploy/compose.tls.yaml', async () => {
     assert.equal(tls.name, undefined)
     const nginx: Service = tls.services.nginx
     assert.deepEqual(nginx.ports, [{ target: 443, published: 443, protocol: 'tcp', mode: 'host' }])
-    const targets = Object.fromEntries((nginx.secrets as { source: string, target: string }[])
-      .map(({ source, target }) => [target, tls.secrets[source].file]))
+    const targets = Object.fromEntries(
+      (nginx.secrets as { source: string; target: string }[]).map(({ source, target }) => [
+        target,
+        tls.secrets[source].file
+      ])
+    )
     assert.deepEqual(targets, {
       '/etc/nginx/tandem.d/tls.conf': './nginx/tls.conf',
       '/etc/nginx/tls/tls.crt': './tls/tls.crt',
@@ -262,15 +303,20 @@ describe('deploy/compose.tls.yaml', async () => {
 describe('deploy/compose.rinha.yaml', async () => {
   const rinha = await readCompose('compose.rinha.yaml')
   const services: Record<string, Service> = rinha.services
-  const apis = Object.entries(services).filter(([name]) => name.startsWith('api')).map(([, service]) => service)
+  const apis = Object.entries(services)
+    .filter(([name]) => name.startsWith('api'))
+    .map(([, service]) => service)
 
   test('is nginx on :9999 in front of two API replicas named "api", PostgreSQL and no Redis', () => {
     assert.equal(rinha.name, undefined)
     assert.deepEqual(services.nginx.ports, ['9999:9999'])
     assert.ok(services.db)
-    assert.equal(apis.reduce((sum, api) => sum + replicas(api), 0), 2)
+    assert.equal(
+      apis.reduce((sum, api) => sum + replicas(api), 0),
+      2
+    )
     for (const api of apis) {
-      const aliases = Array.isArray(api.networks) ? [] : api.networks?.default?.aliases ?? []
+      const aliases = Array.isArray(api.networks) ? [] : (api.networks?.default?.aliases ?? [])
       assert.ok(services.api === api || aliases.includes('api'), 'the upstream name of nginx.conf')
     }
     assert.ok(!Object.values(services).some((service) => service.image?.startsWith('redis')))
@@ -292,9 +338,20 @@ describe('deploy/compose.rinha.yaml', async () => {
 
   test('the API environment of compose.yaml, without Redis, its heap inside its memory limit', async () => {
     // The Rinha submission runs no Prometheus: it needs no metrics port.
-    const { REDIS_URL: _, DATABASE_PASSWORD: __, METRICS_PORT: ____, METRICS_HOST: _____, ...shared } = (await readCompose('compose.yaml')).services.api.environment
+    const {
+      REDIS_URL: _,
+      DATABASE_PASSWORD: __,
+      METRICS_PORT: ____,
+      METRICS_HOST: _____,
+      ...shared
+    } = (await readCompose('compose.yaml')).services.api.environment
     for (const api of apis) {
-      const { NODE_OPTIONS: options, PASSWORD_HASH_CONCURRENCY: ___, DATABASE_PASSWORD: password, ...rest } = api.environment!
+      const {
+        NODE_OPTIONS: options,
+        PASSWORD_HASH_CONCURRENCY: ___,
+        DATABASE_PASSWORD: password,
+        ...rest
+      } = api.environment!
       assert.deepEqual(rest, shared)
       assertApiEnvironment(api.environment!)
       assert.equal(password, services.db.environment!.POSTGRES_PASSWORD)
@@ -335,7 +392,12 @@ describe('every Compose file', async () => {
     }
   })
 
-  for (const files of [['compose.yaml'], ['compose.rinha.yaml'], ['compose.yaml', 'compose.tls.yaml'], ['compose.yaml', 'compose.observability.yaml']]) {
+  for (const files of [
+    ['compose.yaml'],
+    ['compose.rinha.yaml'],
+    ['compose.yaml', 'compose.tls.yaml'],
+    ['compose.yaml', 'compose.observability.yaml']
+  ]) {
     test(`docker-compose v1 accepts ${files.join(' + ')}`, { skip: composeSkip }, () => {
       const result = composeConfig(files)
       assert.equal(result.status, 0, result.stderr)
@@ -347,7 +409,10 @@ describe('every Compose file', async () => {
         const nginx = config.services.nginx
         assert.deepEqual(nginx.ports.map((port: { published: number }) => port.published).sort(), [443, 9999])
         assert.deepEqual(nginx.secrets.map((secret: { target: string }) => secret.target).sort(), [
-          '/etc/nginx/tandem.d/tls.conf', '/etc/nginx/tandem/nginx.conf', '/etc/nginx/tls/tls.crt', '/etc/nginx/tls/tls.key'
+          '/etc/nginx/tandem.d/tls.conf',
+          '/etc/nginx/tandem/nginx.conf',
+          '/etc/nginx/tls/tls.crt',
+          '/etc/nginx/tls/tls.key'
         ])
         assert.equal(config.services.api.environment.DATABASE_PASSWORD, 'not-a-real-password')
       }
@@ -378,10 +443,14 @@ describe('deploy/nginx/nginx.conf', () => {
     const output = path.join(dir, 'nginx-t.out')
     const fd = openSync(output, 'w')
     try {
-      const result = spawnSync(nginxBinary!, [dump ? '-T' : '-t', '-p', dir, '-c', conf, '-g', `pid ${dir}/nginx.pid; error_log ${dir}/error.log;`], {
-        stdio: ['ignore', fd, 'pipe'],
-        encoding: 'utf8'
-      })
+      const result = spawnSync(
+        nginxBinary!,
+        [dump ? '-T' : '-t', '-p', dir, '-c', conf, '-g', `pid ${dir}/nginx.pid; error_log ${dir}/error.log;`],
+        {
+          stdio: ['ignore', fd, 'pipe'],
+          encoding: 'utf8'
+        }
+      )
       return { status: result.status, stderr: result.stderr, stdout: readFileSync(output, 'utf8') }
     } finally {
       closeSync(fd)
@@ -403,8 +472,27 @@ describe('deploy/nginx/nginx.conf', () => {
   test('with tls.conf included and a self-signed certificate, is accepted by nginx -t', { skip: tlsSkip }, async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'tandem-nginx-tls-'))
     try {
-      const made = spawnSync(opensslBinary!, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt')], { encoding: 'utf8' })
+      const made = spawnSync(
+        opensslBinary!,
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          path.join(dir, 'tls.key'),
+          '-out',
+          path.join(dir, 'tls.crt')
+        ],
+        { encoding: 'utf8' }
+      )
       assert.equal(made.status, 0, made.stderr)
 
       const shipped = await localNginxConf(['127.0.0.1:1'], 1)

@@ -33,7 +33,7 @@ const run = promisify(execFile)
  * Redis are the test's own, the spawn helper picks the port, and nothing Compose would interpolate
  * (a secret like DATABASE_PASSWORD) is passed on.
  */
-async function composeApiEnvironment (): Promise<Record<string, string>> {
+async function composeApiEnvironment(): Promise<Record<string, string>> {
   const compose = parse(await readFile(path.join(projectRoot, 'deploy/compose.yaml'), 'utf8'))
   const shipped: unknown = compose?.services?.api?.environment
   const entries: Array<[string, unknown]> = Array.isArray(shipped)
@@ -41,16 +41,27 @@ async function composeApiEnvironment (): Promise<Record<string, string>> {
     : Object.entries((shipped ?? {}) as Record<string, unknown>)
   assert.ok(entries.length > 0, 'deploy/compose.yaml has services.api.environment')
   const replaced = new Set(['HOST', 'PORT', 'DATABASE_URL', 'REDIS_URL', 'DATABASE_PASSWORD'])
-  return Object.fromEntries(entries
-    .filter(([name, value]) => !replaced.has(name) && value !== null && !String(value).includes('${'))
-    .map(([name, value]) => [name, String(value)]))
+  return Object.fromEntries(
+    entries
+      .filter(([name, value]) => !replaced.has(name) && value !== null && !String(value).includes('${'))
+      .map(([name, value]) => [name, String(value)])
+  )
 }
 
-interface Answer { status: number, headers: Record<string, string | string[] | undefined>, text: string }
+interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  text: string
+}
 
 /** An HTTP(S) request from Node to nginx, as a browser at `origin` would address it (Host: classroom.test:port). */
-async function call (dispatcher: Agent, url: string, method: string, target: string,
-  { headers = {}, json }: { headers?: Record<string, string>, json?: unknown } = {}): Promise<Answer> {
+async function call(
+  dispatcher: Agent,
+  url: string,
+  method: string,
+  target: string,
+  { headers = {}, json }: { headers?: Record<string, string>; json?: unknown } = {}
+): Promise<Answer> {
   const res = await undiciRequest(new URL(target, url), {
     method: method as 'GET',
     dispatcher,
@@ -61,8 +72,10 @@ async function call (dispatcher: Agent, url: string, method: string, target: str
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() }
 }
 
-describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → PostgreSQL + Redis, in Chromium at classroom.test',
-  { skip: nginxSkipReason() ?? redisSkipReason() ?? chromiumSkipReason(), timeout: 240_000 }, () => {
+describe(
+  'the Compose deployment: nginx (HTTP and TLS) → two replicas → PostgreSQL + Redis, in Chromium at classroom.test',
+  { skip: nginxSkipReason() ?? redisSkipReason() ?? chromiumSkipReason(), timeout: 240_000 },
+  () => {
     let db: TestDatabase
     let redis: RedisServer
     let replicas: ServerProcess[] = []
@@ -79,7 +92,7 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       db = await createDatabase()
       redis = await startRedisServer()
       const env = {
-        ...await composeApiEnvironment(),
+        ...(await composeApiEnvironment()),
         DATABASE_URL: db.url,
         REDIS_URL: redis.url,
         // Low enough for case d to reach (spawnServer's testLimits raise the address limit; this wins).
@@ -88,14 +101,36 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       }
       // Both started, or the one that did is stopped in after() all the same.
       const spawned = await Promise.allSettled([1, 2].map(() => spawnServer('serve', env)))
-      replicas = spawned.flatMap((result) => result.status === 'fulfilled' ? [result.value] : [])
+      replicas = spawned.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
       for (const result of spawned) if (result.status === 'rejected') throw result.reason
       certDir = await mkdtemp(path.join(tmpdir(), 'tandem-tls-'))
       const cert = path.join(certDir, 'tls.crt')
       const key = path.join(certDir, 'tls.key')
-      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${host}`,
-        '-addext', `subjectAltName=DNS:${host}`, '-keyout', key, '-out', cert], { timeout: 30_000 })
-      nginx = await startNginx(replicas.map((replica) => `127.0.0.1:${replica.port}`), { tls: { cert, key } })
+      await run(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          `/CN=${host}`,
+          '-addext',
+          `subjectAltName=DNS:${host}`,
+          '-keyout',
+          key,
+          '-out',
+          cert
+        ],
+        { timeout: 30_000 }
+      )
+      nginx = await startNginx(
+        replicas.map((replica) => `127.0.0.1:${replica.port}`),
+        { tls: { cert, key } }
+      )
       httpOrigin = `http://${host}:${nginx.port}`
       httpsOrigin = `https://${host}:${nginx.tlsPort}`
       browser = await launchChromium([`--host-resolver-rules=MAP ${host} 127.0.0.1`])
@@ -112,7 +147,7 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       if (certDir) await rm(certDir, { recursive: true, force: true })
     })
 
-    async function newContext (baseURL: string, phone = false): Promise<{ context: BrowserContext, page: Page }> {
+    async function newContext(baseURL: string, phone = false): Promise<{ context: BrowserContext; page: Page }> {
       const device = phone
         ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }
         : { viewport: { width: 1280, height: 860 } }
@@ -127,7 +162,7 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
     }
 
     /** Registers in the UI, logs out and in again (the session must hold: no loop back to login.html). */
-    async function registerAndLogIn (page: Page, email: string) {
+    async function registerAndLogIn(page: Page, email: string) {
       await page.goto('/index.html')
       await page.waitForURL(/\/login\.html/)
       await page.getByRole('link', { name: 'Register' }).click()
@@ -151,8 +186,14 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       await page.getByLabel('Password').fill(password)
       await page.getByRole('button', { name: 'Login' }).click()
       await page.waitForURL(/\/index\.html$/, { timeout: 10_000 }).catch(async () => {
-        const shown = (await page.locator('#login-errors').textContent().catch(() => '')) ?? ''
-        throw new Error(`the login did not lead to index.html: at ${page.url()}, the login page says ${JSON.stringify(shown.trim())}`)
+        const shown =
+          (await page
+            .locator('#login-errors')
+            .textContent()
+            .catch(() => '')) ?? ''
+        throw new Error(
+          `the login did not lead to index.html: at ${page.url()}, the login page says ${JSON.stringify(shown.trim())}`
+        )
       })
       await visible(page.getByRole('heading', { name: 'Create attendance sheet' }))
       await loggedIn(page, 'after logging in')
@@ -164,35 +205,50 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
     }
 
     /** The top bar greets the teacher; otherwise says where the page went and which cookies the browser kept. */
-    async function loggedIn (page: Page, when: string) {
+    async function loggedIn(page: Page, when: string) {
       await visible(page.locator('#user-name').getByText('Teresa Tavares', { exact: true })).catch(async () => {
-        const cookies = (await page.context().cookies()).map(({ name, secure }) => `${name}${secure ? ' (Secure)' : ''}`)
-        throw new Error(`not logged in ${when}: the page is at ${page.url()}, the browser kept the cookies [${cookies.join(', ')}]`)
+        const cookies = (await page.context().cookies()).map(
+          ({ name, secure }) => `${name}${secure ? ' (Secure)' : ''}`
+        )
+        throw new Error(
+          `not logged in ${when}: the page is at ${page.url()}, the browser kept the cookies [${cookies.join(', ')}]`
+        )
       })
     }
 
     /** DETI, PI, "tp1" from the create page: the sheet id, the sign-in link and the answer of the write. */
-    async function createSheet (page: Page) {
+    async function createSheet(page: Page) {
       await page.getByLabel('Department').selectOption({ label: 'DETI' })
       await page.locator('#course-unit option', { hasText: 'PI' }).first().waitFor({ state: 'attached' })
       await page.getByLabel('Course unit').selectOption({ label: 'PI' })
       await page.getByLabel('Summary').fill('tp1')
-      const answered = page.waitForResponse((res) => res.url().endsWith('/api/attendance/sheet/new') && res.request().method() === 'POST', { timeout: 10_000 })
+      const answered = page.waitForResponse(
+        (res) => res.url().endsWith('/api/attendance/sheet/new') && res.request().method() === 'POST',
+        { timeout: 10_000 }
+      )
       await page.getByRole('button', { name: 'Create attendance sheet' }).click()
       const created = await answered
-      assert.equal(created.status(), 201, `the same-origin write through nginx is accepted: ${await created.text().catch(() => '')}`)
+      assert.equal(
+        created.status(),
+        201,
+        `the same-origin write through nginx is accepted: ${await created.text().catch(() => '')}`
+      )
       await page.waitForURL(sheetUrl)
       const sheetId = sheetUrl.exec(page.url())![1]
       await visible(page.getByRole('heading', { name: 'Class of PI', level: 1 }))
       await visible(page.locator('#qr-button svg'))
       const signInLink = (await page.locator('#sign-in-url').textContent()) ?? ''
-      assert.equal(await page.locator('#qr-button svg').getAttribute('aria-label'), `QR code for ${signInLink}`, 'the QR code holds the sign-in link')
+      assert.equal(
+        await page.locator('#qr-button svg').getAttribute('aria-label'),
+        `QR code for ${signInLink}`,
+        'the QR code holds the sign-in link'
+      )
       await visible(page.getByText('Updates live', { exact: true }))
       return { sheetId, signInLink, created, requestHeaders: await created.request().allHeaders() }
     }
 
     /** A student on a phone of their own opens the link and signs in; the teacher's page shows it by itself. */
-    async function studentSignsIn (teacher: Page, signInLink: string, origin: string, nmec: string, name: string) {
+    async function studentSignsIn(teacher: Page, signInLink: string, origin: string, nmec: string, name: string) {
       const { page: student } = await newContext(origin, true)
       await student.goto(signInLink)
       await visible(student.getByRole('heading', { name: 'Class of PI' }))
@@ -206,14 +262,20 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       await gone(dialog)
       // Over the event stream (nginx passes each event on at once), well inside the 15 s poll period.
       const rows = await waitForRows(teacher, 1, 8_000)
-      assert.deepEqual(rows.map((row) => row.slice(1)), [[nmec, name]])
+      assert.deepEqual(
+        rows.map((row) => row.slice(1)),
+        [[nmec, name]]
+      )
     }
 
     /** A teacher registered from Node through nginx over HTTP, and (unless `logIn` is false) the cookie its login set. */
-    async function registerThroughNginx ({ logIn = true } = {}) {
+    async function registerThroughNginx({ logIn = true } = {}) {
       const email = newEmail()
       const headers = { host: `${host}:${nginx.port}` }
-      const created = await call(insecure, nginx.url, 'POST', '/api/users', { headers, json: { email, password, firstName: 'Other', lastName: 'Teacher' } })
+      const created = await call(insecure, nginx.url, 'POST', '/api/users', {
+        headers,
+        json: { email, password, firstName: 'Other', lastName: 'Teacher' }
+      })
       assert.equal(created.status, 201, created.text)
       if (!logIn) return { email, cookie: '' }
       const login = await call(insecure, nginx.url, 'POST', '/api/sessions', { headers, json: { email, password } })
@@ -235,7 +297,11 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
 
       const { sheetId, signInLink, created, requestHeaders } = await createSheet(teacher)
       assert.equal(requestHeaders.origin, httpOrigin, 'the browser sent its Origin')
-      assert.equal(requestHeaders['sec-fetch-site'], undefined, 'no Sec-Fetch-Site over HTTP at a LAN name: the Origin check decided')
+      assert.equal(
+        requestHeaders['sec-fetch-site'],
+        undefined,
+        'no Sec-Fetch-Site over HTTP at a LAN name: the Origin check decided'
+      )
       assert.equal(created.headers()['strict-transport-security'], undefined, 'no HSTS over plain HTTP')
       assert.ok(signInLink.startsWith(`${httpOrigin}/`), `sign-in link ${signInLink}`)
       assert.equal(signInLink, `${httpOrigin}/reg.html?id=${sheetId}`)
@@ -272,7 +338,9 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       assert.equal(session.secure, true, 'Secure over HTTPS')
 
       // From Node too: HSTS on the HTTPS server only.
-      const overTls = await call(insecure, nginx.tlsUrl!, 'GET', '/health', { headers: { host: `${host}:${nginx.tlsPort}` } })
+      const overTls = await call(insecure, nginx.tlsUrl!, 'GET', '/health', {
+        headers: { host: `${host}:${nginx.tlsPort}` }
+      })
       assert.equal(overTls.status, 200)
       assert.match(String(overTls.headers['strict-transport-security']), /max-age=\d+/)
       const overHttp = await call(insecure, nginx.url, 'GET', '/health', { headers: { host: `${host}:${nginx.port}` } })
@@ -281,16 +349,20 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       assert.deepEqual(problems, [], 'no script errors and nothing refused by the CSP')
     })
 
-    test('c. a cross-site write with the teacher\'s cookie is refused through nginx and writes nothing; the same-origin one is accepted', async () => {
+    test("c. a cross-site write with the teacher's cookie is refused through nginx and writes nothing; the same-origin one is accepted", async () => {
       const teacher = await registerThroughNginx()
       const sheets = async () => (await db.sql<{ n: number }[]>`select count(*)::int as n from attendance_sheets`)[0].n
-      const attempt = (url: string, hostPort: string, origin: string) => call(insecure, url, 'POST', '/api/attendance/sheet/new', {
-        headers: { host: hostPort, origin, cookie: teacher.cookie },
-        json: { courseUnit: 1, summary: 'T2' }
-      })
+      const attempt = (url: string, hostPort: string, origin: string) =>
+        call(insecure, url, 'POST', '/api/attendance/sheet/new', {
+          headers: { host: hostPort, origin, cookie: teacher.cookie },
+          json: { courseUnit: 1, summary: 'T2' }
+        })
       const before = await sheets()
 
-      for (const [url, hostPort] of [[nginx.url, `${host}:${nginx.port}`], [nginx.tlsUrl!, `${host}:${nginx.tlsPort}`]]) {
+      for (const [url, hostPort] of [
+        [nginx.url, `${host}:${nginx.port}`],
+        [nginx.tlsUrl!, `${host}:${nginx.tlsPort}`]
+      ]) {
         const evil = await attempt(url, hostPort, 'http://evil.test')
         assert.equal(evil.status, 403, `${url}: ${evil.text}`)
         assert.match(evil.text, /cross-site request refused/)
@@ -320,18 +392,30 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
         statuses.push(res.status)
         if (res.status === 429) refused ??= res
       }
-      assert.deepEqual(statuses.filter((status) => status !== 401 && status !== 429), [], `only 401 and 429: ${statuses}`)
-      assert.ok(statuses.filter((status) => status === 401).length <= loginLimit, `at most ${loginLimit} wrong passwords heard: ${statuses}`)
+      assert.deepEqual(
+        statuses.filter((status) => status !== 401 && status !== 429),
+        [],
+        `only 401 and 429: ${statuses}`
+      )
+      assert.ok(
+        statuses.filter((status) => status === 401).length <= loginLimit,
+        `at most ${loginLimit} wrong passwords heard: ${statuses}`
+      )
       assert.equal(statuses.at(-1), 429, `the limit held to the end: ${statuses}`)
       assert.ok(statuses.filter((status) => status === 429).length >= attempts - loginLimit, `${statuses}`)
       const retryAfter = Number(refused!.headers['retry-after'])
-      assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After: ${refused!.headers['retry-after']}`)
+      assert.ok(
+        Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
+        `Retry-After: ${refused!.headers['retry-after']}`
+      )
     })
 
     test('e. nginx sent requests to both replicas', async () => {
       const instances = new Set<string>()
       for (let i = 0; i < 20; i++) {
-        const res = await call(insecure, i % 2 ? nginx.url : nginx.tlsUrl!, 'GET', '/counter', { headers: { accept: 'application/json' } })
+        const res = await call(insecure, i % 2 ? nginx.url : nginx.tlsUrl!, 'GET', '/counter', {
+          headers: { accept: 'application/json' }
+        })
         assert.equal(res.status, 200, res.text)
         instances.add(JSON.parse(res.text).instance)
       }
@@ -339,10 +423,17 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
       assert.deepEqual(ports, replicas.map((replica) => replica.port).sort(), `instances seen: ${[...instances]}`)
     })
     test('f. a cookie the browser refuses (COOKIE_SECURE=true over plain HTTP) is an error on the login page, not a loop', async () => {
-      const forced = await spawnServer('serve', { ...await composeApiEnvironment(), DATABASE_URL: db.url, COOKIE_SECURE: 'true', TRUST_PROXY: 'false' })
+      const forced = await spawnServer('serve', {
+        ...(await composeApiEnvironment()),
+        DATABASE_URL: db.url,
+        COOKIE_SECURE: 'true',
+        TRUST_PROXY: 'false'
+      })
       try {
         const email = newEmail()
-        const created = await call(insecure, forced.url, 'POST', '/api/users', { json: { email, password, firstName: 'Teresa', lastName: 'Tavares' } })
+        const created = await call(insecure, forced.url, 'POST', '/api/users', {
+          json: { email, password, firstName: 'Teresa', lastName: 'Tavares' }
+        })
         assert.equal(created.status, 201, created.text)
         const { page } = await newContext(`http://${host}:${forced.port}`)
         await page.goto('/login.html')
@@ -359,4 +450,5 @@ describe('the Compose deployment: nginx (HTTP and TLS) → two replicas → Post
         await forced.stop()
       }
     })
-  })
+  }
+)

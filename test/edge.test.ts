@@ -51,7 +51,9 @@ function rawExchange(bytes: string, timeoutMs = 5000): Promise<string> {
       socket.destroy()
       reject(new Error(`no close within ${timeoutMs} ms; got ${JSON.stringify(received)}`))
     }, timeoutMs)
-    socket.on('data', (chunk) => { received += chunk })
+    socket.on('data', (chunk) => {
+      received += chunk
+    })
     socket.on('error', () => {})
     socket.on('close', () => {
       clearTimeout(timer)
@@ -61,14 +63,14 @@ function rawExchange(bytes: string, timeoutMs = 5000): Promise<string> {
 }
 
 /** The JSON body of a raw HTTP response, asserting the headers say JSON and nosniff. */
-function rawJson(response: string): { status: number, body: Record<string, unknown> } {
+function rawJson(response: string): { status: number; body: Record<string, unknown> } {
   const [head, body] = response.split('\r\n\r\n')
   assert.match(head, /content-type: application\/json/i)
   assert.match(head, /x-content-type-options: nosniff/i)
   return { status: Number(head.split(' ')[1]), body: JSON.parse(body) }
 }
 
-function assertErrorShape(res: { headers: Headers, body: unknown, text: string }) {
+function assertErrorShape(res: { headers: Headers; body: unknown; text: string }) {
   assert.match(res.headers.get('content-type') ?? '', /application\/json/, res.text)
   const body = res.body as Record<string, unknown>
   assert.equal(typeof body.error, 'string', res.text)
@@ -82,21 +84,58 @@ describe('ill-formed Unicode in any text field', () => {
   test('when a lone surrogate comes in any text field of any route, then 422 naming the field, and nothing is written', async () => {
     const teacher = await signUp(base, 'correct horse battery', { firstName: 'Ana', lastName: 'Sousa' })
     const [unit] = await db.sql<{ id: number }[]>`select id from course_units order by id limit 1`
-    const sheet = await request(base, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: unit.id }, headers: teacher.bearer })
+    const sheet = await request(base, 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: unit.id },
+      headers: teacher.bearer
+    })
     assert.equal(sheet.status, 201)
     const sheetId = sheet.body.attendanceId as string
-    const cases: Array<[method: string, path: string, body: (text: string) => Record<string, unknown>, field: string, auth?: boolean]> = [
+    const cases: Array<
+      [method: string, path: string, body: (text: string) => Record<string, unknown>, field: string, auth?: boolean]
+    > = [
       ['POST', '/clientes/1/transacoes', (text) => ({ valor: 1, tipo: 'c', descricao: text }), 'descricao'],
       ['POST', '/increment', (text) => ({ key: text, value: 1 }), 'key', true],
       ['POST', '/api/users', (text) => ({ email: 'x@example.com', password: `password${text}` }), 'password'],
-      ['POST', '/api/users', (text) => ({ email: 'y@example.com', password: 'password', firstName: text }), 'firstName'],
-      ['POST', '/api/users', (text) => ({ email: 'z@example.com', password: 'password', lastName: `Name ${text}` }), 'lastName'],
-      ['POST', '/api/sessions', (text) => ({ email: teacher.email, password: `${teacher.password}${text}` }), 'password'],
+      [
+        'POST',
+        '/api/users',
+        (text) => ({ email: 'y@example.com', password: 'password', firstName: text }),
+        'firstName'
+      ],
+      [
+        'POST',
+        '/api/users',
+        (text) => ({ email: 'z@example.com', password: 'password', lastName: `Name ${text}` }),
+        'lastName'
+      ],
+      [
+        'POST',
+        '/api/sessions',
+        (text) => ({ email: teacher.email, password: `${teacher.password}${text}` }),
+        'password'
+      ],
       ['PATCH', '/api/users/me', (text) => ({ firstName: `Ana ${text}` }), 'firstName', true],
       ['PATCH', '/api/users/me', (text) => ({ lastName: text }), 'lastName', true],
-      ['PUT', '/api/users/me/password', (text) => ({ currentPassword: teacher.password, newPassword: `new password ${text}` }), 'newPassword', true],
-      ['POST', '/api/attendance/sheet/new', (text) => ({ courseUnit: unit.id, summary: `TP ${text}` }), 'summary', true],
-      ['POST', `/api/attendance/sheet/${sheetId}/student/registration`, (text) => ({ nmec: 12345, name: `Student ${text}` }), 'name']
+      [
+        'PUT',
+        '/api/users/me/password',
+        (text) => ({ currentPassword: teacher.password, newPassword: `new password ${text}` }),
+        'newPassword',
+        true
+      ],
+      [
+        'POST',
+        '/api/attendance/sheet/new',
+        (text) => ({ courseUnit: unit.id, summary: `TP ${text}` }),
+        'summary',
+        true
+      ],
+      [
+        'POST',
+        `/api/attendance/sheet/${sheetId}/student/registration`,
+        (text) => ({ nmec: 12345, name: `Student ${text}` }),
+        'name'
+      ]
     ]
     const stored = await storedState()
 
@@ -106,14 +145,19 @@ describe('ill-formed Unicode in any text field', () => {
 
         assert.equal(res.status, 422, `${method} ${path} ${field}=${JSON.stringify(text)}: ${res.text}`)
         assertErrorShape(res)
-        assert.ok(res.body.details.some((detail: string) => detail.startsWith(`${field}:`)), res.text)
+        assert.ok(
+          res.body.details.some((detail: string) => detail.startsWith(`${field}:`)),
+          res.text
+        )
       }
     }
     assert.deepEqual(await storedState(), stored)
   })
 
   test('when text is well formed, then astral characters (a surrogate pair) are kept as sent', async () => {
-    const res = await request(base, 'POST', '/clientes/2/transacoes', { json: { valor: 1, tipo: 'c', descricao: 'pão 🍞' } })
+    const res = await request(base, 'POST', '/clientes/2/transacoes', {
+      json: { valor: 1, tipo: 'c', descricao: 'pão 🍞' }
+    })
     assert.equal(res.status, 200)
     const [row] = await db.sql`select descricao from transacoes where cliente_id = 2 order by id desc limit 1`
     assert.equal(row.descricao, 'pão 🍞')
@@ -126,7 +170,14 @@ describe('HEAD', () => {
     await db.sql`update sessions set last_used_at = now() - interval '10 minutes'`
     const [{ counter: before }] = await db.sql`select value::int as counter from counters where name = 'requests'`
     const [{ lastUsed }] = await db.sql`select max(last_used_at) as "lastUsed" from sessions`
-    const routes = ['/counter', '/api/sessions', '/api/users/me', '/clientes/1/extrato', '/increment/some-key', '/api/course_units/my']
+    const routes = [
+      '/counter',
+      '/api/sessions',
+      '/api/users/me',
+      '/clientes/1/extrato',
+      '/increment/some-key',
+      '/api/course_units/my'
+    ]
 
     for (const route of routes) {
       for (let attempt = 0; attempt < 5; attempt++) {
@@ -159,7 +210,11 @@ describe("the framework's own errors", () => {
   })
 
   test('when a path parameter is over the length limit, then 404 in the JSON error shape, as for any unknown id', async () => {
-    for (const path of [`/api/attendance/sheet/${'a'.repeat(1500)}`, `/clientes/${'9'.repeat(1500)}/extrato`, `/increment/${'k'.repeat(5000)}`]) {
+    for (const path of [
+      `/api/attendance/sheet/${'a'.repeat(1500)}`,
+      `/clientes/${'9'.repeat(1500)}/extrato`,
+      `/increment/${'k'.repeat(5000)}`
+    ]) {
       const res = await request(base, 'GET', path)
       assert.equal(res.status, 404, path.slice(0, 40))
       assertErrorShape(res)
@@ -218,7 +273,14 @@ describe("the framework's own errors", () => {
 
 describe('security headers', () => {
   test('when any response goes out (JSON, error, page, documentation), then it carries nosniff', async () => {
-    for (const path of ['/health', '/clientes/1/extrato', '/no/such/route', '/clientes/abc/extrato', '/documentation/', '/openapi.json']) {
+    for (const path of [
+      '/health',
+      '/clientes/1/extrato',
+      '/no/such/route',
+      '/clientes/abc/extrato',
+      '/documentation/',
+      '/openapi.json'
+    ]) {
       const res = await fetch(new URL(path, base))
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
     }
@@ -259,7 +321,10 @@ describe('stack traces', () => {
     const failing = { json: { valor: 5, tipo: 'c', descricao: 'stack' } }
     // Shedding off: these apps share the test runner's event loop, which a loaded machine delays.
     const unset = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', ...noShedding }), sql: db.sql })
-    const development = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', NODE_ENV: 'development', ...noShedding }), sql: db.sql })
+    const development = await buildApp({
+      config: loadConfig({ LOG_LEVEL: 'silent', NODE_ENV: 'development', ...noShedding }),
+      sql: db.sql
+    })
     try {
       const defaultMode = await unset.inject({ method: 'POST', url: '/clientes/3/transacoes', payload: failing.json })
       const asked = await development.inject({ method: 'POST', url: '/clientes/3/transacoes', payload: failing.json })

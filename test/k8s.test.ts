@@ -272,7 +272,10 @@ describe('deploy/k8s/', async () => {
     assert.equal(api.imagePullPolicy, 'IfNotPresent')
     assert.deepEqual(
       api.ports?.map(({ name, containerPort }) => [name, containerPort]),
-      [['http', 8080], ['metrics', 9464]]
+      [
+        ['http', 8080],
+        ['metrics', 9464]
+      ]
     )
     assert.equal(envValue('NODE_ENV'), 'production')
     assert.equal(envValue('HOST'), '0.0.0.0')

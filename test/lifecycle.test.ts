@@ -22,14 +22,24 @@ after(async () => {
 const signalHandlers = () => ['SIGTERM', 'SIGINT'].map((signal) => process.listenerCount(signal))
 
 /** Resolves once a new connection to the URL fails: nobody accepts on it any more. */
-const refused = (url: string) => fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) }).then(() => false, () => true)
+const refused = (url: string) =>
+  fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) }).then(
+    () => false,
+    () => true
+  )
 
 describe('when serve() runs in a process it does not own', () => {
   test('then it installs no signal handler and never exits: close() refuses new connections, answers the request in flight, and resolves', async () => {
     const db = await createDatabase()
     databases.push(db)
     const port = await freePort()
-    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...testLimits, DATABASE_URL: db.url, PORT: String(port) })
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'silent',
+      ...testLimits,
+      DATABASE_URL: db.url,
+      PORT: String(port)
+    })
     const url = `http://127.0.0.1:${port}`
     const handlersBefore = signalHandlers()
     const exit = process.exit
@@ -66,7 +76,11 @@ describe('when serve() runs in a process it does not own', () => {
 describe('when `serve` gets SIGTERM while it still waits for its database', () => {
   test('then it exits 0 at once, saying so, rather than waiting out DATABASE_WAIT_MS', async () => {
     const nothing = `postgres://tandem:secret@127.0.0.1:${await freePort()}/tandem`
-    const replica = await spawnServer('serve', { DATABASE_URL: nothing, DATABASE_WAIT_MS: '60000', LOG_LEVEL: 'info' }, { waitReady: false })
+    const replica = await spawnServer(
+      'serve',
+      { DATABASE_URL: nothing, DATABASE_WAIT_MS: '60000', LOG_LEVEL: 'info' },
+      { waitReady: false }
+    )
     servers.push(replica)
     const said = (message: string) => logLines(replica.output()).some((line) => line.msg === message)
     await until(() => said('waiting for the database'), 'serve to wait for its database')

@@ -41,7 +41,12 @@ describe('METRICS_PORT', () => {
   before(async () => {
     const port = await freePort()
     metricsUrl = `http://127.0.0.1:${port}`
-    server = await replica({ METRICS_PORT: String(port), METRICS_HOST: '127.0.0.1', TRUST_PROXY: '1', LOGIN_ADDRESS_LIMIT_PER_MINUTE: '2' })
+    server = await replica({
+      METRICS_PORT: String(port),
+      METRICS_HOST: '127.0.0.1',
+      TRUST_PROXY: '1',
+      LOGIN_ADDRESS_LIMIT_PER_MINUTE: '2'
+    })
   })
 
   test('serves /metrics there only: the public port answers 404, the metrics port nothing else', async () => {
@@ -61,7 +66,14 @@ describe('METRICS_PORT', () => {
     const address = { 'x-forwarded-for': '198.51.100.23' }
     const statuses = []
     for (let attempt = 0; attempt < 3; attempt++) {
-      statuses.push((await request(server.url, 'POST', '/api/sessions', { json: { email: user.email, password: 'wrong password' }, headers: address })).status)
+      statuses.push(
+        (
+          await request(server.url, 'POST', '/api/sessions', {
+            json: { email: user.email, password: 'wrong password' },
+            headers: address
+          })
+        ).status
+      )
     }
     assert.deepEqual(statuses, [401, 401, 429])
 
@@ -82,8 +94,12 @@ describe('METRICS_PORT', () => {
     const second = await replica({ METRICS_PORT: String(port), LOG_LEVEL: 'info' })
 
     assert.equal((await request(second.url, 'GET', '/clientes/1/extrato')).status, 200)
-    assert.ok(logLines(second.output()).some((line) => line.msg === 'metrics port unavailable: this process serves no /metrics' && line.port === port),
-      second.output())
+    assert.ok(
+      logLines(second.output()).some(
+        (line) => line.msg === 'metrics port unavailable: this process serves no /metrics' && line.port === port
+      ),
+      second.output()
+    )
   })
 })
 
@@ -101,7 +117,10 @@ describe('access lines and request ids', () => {
     const line = logLines(server.output()).find((candidate) => candidate.reqId === id)!
     assert.equal(line.level, 30)
     assert.equal(line.msg, 'request')
-    assert.deepEqual([line.method, line.route, line.path, line.status], ['GET', '/clientes/:id/extrato', '/clientes/2/extrato', 200])
+    assert.deepEqual(
+      [line.method, line.route, line.path, line.status],
+      ['GET', '/clientes/:id/extrato', '/clientes/2/extrato', 200]
+    )
     assert.equal(typeof line.ms, 'number')
     assert.equal(typeof line.replica, 'string')
     assert.ok(!server.output().includes('secret'), 'no query string, token or cookie logged')
@@ -114,13 +133,15 @@ describe('access lines and request ids', () => {
     assert.ok(!logLines(server.output()).some((line) => line.msg === 'request'))
   })
 
-  test('the trusted proxy\'s X-Request-Id is the request\'s id; a client\'s own, without a trusted proxy, is not', async () => {
+  test("the trusted proxy's X-Request-Id is the request's id; a client's own, without a trusted proxy, is not", async () => {
     const behindProxy = await startApp(db.sql, { TRUST_PROXY: '1' })
     const direct = await startApp(db.sql, { TRUST_PROXY: 'false' })
     try {
       const proxied = await request(behindProxy.url, 'GET', '/health', { headers: { 'x-request-id': 'nginx-7f3a9c' } })
       const forged = await request(direct.url, 'GET', '/health', { headers: { 'x-request-id': 'forged-id' } })
-      const malformed = await request(behindProxy.url, 'GET', '/health', { headers: { 'x-request-id': 'x'.repeat(200) } })
+      const malformed = await request(behindProxy.url, 'GET', '/health', {
+        headers: { 'x-request-id': 'x'.repeat(200) }
+      })
 
       assert.equal(proxied.headers.get('x-request-id'), 'nginx-7f3a9c')
       assert.match(forged.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)

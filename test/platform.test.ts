@@ -29,7 +29,10 @@ describe('metrics in the embedded cluster', () => {
     assert.equal(res.status, 200)
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
     assert.match(res.text, /^tandem_cluster_requests_total\{backend="postgres"\} 40$/m)
-    assert.match(res.text, /^http_request_duration_seconds_count\{method="GET",route="\/counter",status_code="200"\} 40$/m)
+    assert.match(
+      res.text,
+      /^http_request_duration_seconds_count\{method="GET",route="\/counter",status_code="200"\} 40$/m
+    )
     assert.match(res.text, /^tandem_cluster_requests_reservation_size_sum 40$/m)
     // prom-client leaves start times out of the sum: the primary's, the cluster's own, stands in.
     assert.match(res.text, /^process_start_time_seconds \d{10}$/m)
@@ -45,13 +48,29 @@ describe('documentation', () => {
     assert.equal(res.body.openapi, '3.1.0')
     const paths = Object.keys(res.body.paths).sort()
     assert.deepEqual(paths, [
-      '/api/attendance/sheet/new', '/api/attendance/sheet/{id}', '/api/attendance/sheet/{id}/events',
-      '/api/attendance/sheet/{id}/status', '/api/attendance/sheet/{id}/student/deletion',
-      '/api/attendance/sheet/{id}/student/registration', '/api/attendance/sheet/{id}/students',
-      '/api/attendance/sheet/{id}/students.csv', '/api/attendance/sheets/{courseId}', '/api/course_units',
-      '/api/course_units/my', '/api/department/all', '/api/department/{id}/course_units', '/api/increment',
-      '/api/sessions', '/api/users', '/api/users/me', '/api/users/me/password',
-      '/clientes/{id}/extrato', '/clientes/{id}/transacoes', '/counter', '/increment', '/increment/{key}'
+      '/api/attendance/sheet/new',
+      '/api/attendance/sheet/{id}',
+      '/api/attendance/sheet/{id}/events',
+      '/api/attendance/sheet/{id}/status',
+      '/api/attendance/sheet/{id}/student/deletion',
+      '/api/attendance/sheet/{id}/student/registration',
+      '/api/attendance/sheet/{id}/students',
+      '/api/attendance/sheet/{id}/students.csv',
+      '/api/attendance/sheets/{courseId}',
+      '/api/course_units',
+      '/api/course_units/my',
+      '/api/department/all',
+      '/api/department/{id}/course_units',
+      '/api/increment',
+      '/api/sessions',
+      '/api/users',
+      '/api/users/me',
+      '/api/users/me/password',
+      '/clientes/{id}/extrato',
+      '/clientes/{id}/transacoes',
+      '/counter',
+      '/increment',
+      '/increment/{key}'
     ])
     assert.deepEqual(res.body.paths['/api/attendance/sheet/{id}/student/registration'].post.tags, ['attendance'])
     assert.deepEqual(res.body.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' })

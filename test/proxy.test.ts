@@ -89,7 +89,10 @@ describe('the same-origin check for cookie-authenticated writes', () => {
 describe('the session cookie', () => {
   const loginCookie = async (replica: Replica, headers: Record<string, string>) => {
     const user = await signUp(replica.url)
-    const res = await request(replica.url, 'POST', '/api/sessions', { json: { email: user.email, password: user.password }, headers })
+    const res = await request(replica.url, 'POST', '/api/sessions', {
+      json: { email: user.email, password: user.password },
+      headers
+    })
     assert.equal(res.status, 201, res.text)
     return res.headers.get('set-cookie') ?? ''
   }
@@ -106,7 +109,11 @@ describe('the session cookie', () => {
   })
 
   test('COOKIE_SECURE=true and false override the scheme', async () => {
-    const forced = await Promise.all(['true', 'false'].map((value) => startApp(db.sql, { NODE_ENV: 'production', TRUST_PROXY: '1', COOKIE_SECURE: value })))
+    const forced = await Promise.all(
+      ['true', 'false'].map((value) =>
+        startApp(db.sql, { NODE_ENV: 'production', TRUST_PROXY: '1', COOKIE_SECURE: value })
+      )
+    )
     try {
       assert.match(await loginCookie(forced[0], forwardedFor('http://192.0.2.2:9999')), /; Secure/)
       assert.doesNotMatch(await loginCookie(forced[1], forwardedFor('https://attendance.example.org')), /Secure/i)
@@ -118,7 +125,11 @@ describe('the session cookie', () => {
 
 describe('the client address the limits count', () => {
   test('with one trusted hop it is the address the proxy saw, whatever the client put in X-Forwarded-For', async () => {
-    const replica = await startApp(db.sql, { TRUST_PROXY: '1', LOGIN_ADDRESS_LIMIT_PER_MINUTE: '3', LOGIN_LIMIT_PER_MINUTE: '3' })
+    const replica = await startApp(db.sql, {
+      TRUST_PROXY: '1',
+      LOGIN_ADDRESS_LIMIT_PER_MINUTE: '3',
+      LOGIN_LIMIT_PER_MINUTE: '3'
+    })
     try {
       const statuses: number[] = []
       for (let attempt = 0; attempt < 5; attempt++) {
@@ -140,7 +151,10 @@ describe('the sign-in URL of a sheet', () => {
   const signInUrlVia = async (replica: Replica, origin: string) => {
     const teacher = await signUp(replica.url)
     const headers = { ...teacher.cookie, ...forwardedFor(origin), origin }
-    const created = await request(replica.url, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 0, summary: 'tp1' }, headers })
+    const created = await request(replica.url, 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: 0, summary: 'tp1' },
+      headers
+    })
     assert.equal(created.status, 201, created.text)
     const sheet = await request(replica.url, 'GET', `/api/attendance/sheet/${created.body.attendanceId}`, { headers })
     assert.equal(sheet.status, 200, sheet.text)
@@ -170,8 +184,13 @@ describe('TRUST_PROXY', () => {
     assert.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
     assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8,127.0.0.1' }).trustProxy, '10.0.0.0/8,127.0.0.1')
     assert.equal(loadConfig({}).trustProxy, false)
-    assert.throws(() => loadConfig({ TRUST_PROXY: 'true' }), (error: Error) =>
-      error instanceof ConfigError && /^Invalid environment variable TRUST_PROXY\b/.test(error.message) && /hop count/.test(error.message))
+    assert.throws(
+      () => loadConfig({ TRUST_PROXY: 'true' }),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /^Invalid environment variable TRUST_PROXY\b/.test(error.message) &&
+        /hop count/.test(error.message)
+    )
     assert.throws(() => loadConfig({ TRUST_PROXY: '0' }), ConfigError)
   })
 })

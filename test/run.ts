@@ -51,7 +51,13 @@ async function main() {
     adminUrl = embedded.url
   }
   const files = testFiles()
-  const flags = ['--import', 'tsx', '--test', '--test-reporter=spec', ...(coverage ? ['--experimental-test-coverage'] : [])]
+  const flags = [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    ...(coverage ? ['--experimental-test-coverage'] : [])
+  ]
   const child = spawn(process.execPath, [...flags, ...files], {
     stdio: 'inherit',
     // dist/ is fresh now: an edit made while the suite runs must not fail the files after it.

@@ -14,36 +14,40 @@ import { spawnServer, type ServerProcess } from './helpers/servers.js'
 
 /** Answers the server gave at once, held back in the browser until the test releases them. */
 class HeldAnswers {
-  private readonly held: { label: string, route: Route, response: APIResponse }[] = []
+  private readonly held: { label: string; route: Route; response: APIResponse }[] = []
   // Once released, later requests go through untouched.
   private holding = true
 
-  constructor (private readonly labelOf: (method: string, path: string) => string | undefined) {}
+  constructor(private readonly labelOf: (method: string, path: string) => string | undefined) {}
 
-  async attach (page: Page): Promise<void> {
-    await page.route((url) => url.pathname.startsWith('/api/attendance/sheet/'), async (route) => {
-      const request = route.request()
-      const label = this.holding ? this.labelOf(request.method(), new URL(request.url()).pathname) : undefined
-      if (label === undefined) return route.fallback()
-      // Asked of the server now, so the answer tells the state of this moment; delivered later.
-      const response = await route.fetch()
-      this.held.push({ label, route, response })
-    })
+  async attach(page: Page): Promise<void> {
+    await page.route(
+      (url) => url.pathname.startsWith('/api/attendance/sheet/'),
+      async (route) => {
+        const request = route.request()
+        const label = this.holding ? this.labelOf(request.method(), new URL(request.url()).pathname) : undefined
+        if (label === undefined) return route.fallback()
+        // Asked of the server now, so the answer tells the state of this moment; delivered later.
+        const response = await route.fetch()
+        this.held.push({ label, route, response })
+      }
+    )
   }
 
-  labels (): string[] {
+  labels(): string[] {
     return this.held.map(({ label }) => label)
   }
 
-  async waitFor (labels: string[], timeoutMs = 10_000): Promise<void> {
+  async waitFor(labels: string[], timeoutMs = 10_000): Promise<void> {
     for (const deadline = Date.now() + timeoutMs; !labels.every((label) => this.labels().includes(label));) {
-      if (Date.now() > deadline) throw new Error(`expected held answers ${labels.join(', ')}, held ${this.labels().join(', ') || 'none'}`)
+      if (Date.now() > deadline)
+        throw new Error(`expected held answers ${labels.join(', ')}, held ${this.labels().join(', ') || 'none'}`)
       await sleep(20)
     }
   }
 
   /** Delivers the answers with these labels in this order, giving the page time to act on each. */
-  async release (labels: string[]): Promise<void> {
+  async release(labels: string[]): Promise<void> {
     this.holding = false
     for (const label of labels) {
       const index = this.held.findIndex((entry) => entry.label === label)
@@ -73,7 +77,7 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await db?.drop()
   })
 
-  async function newPage (): Promise<{ context: BrowserContext, page: Page }> {
+  async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
     const context = await browser.newContext({ baseURL: server.url, viewport: { width: 1280, height: 860 } })
     context.setDefaultTimeout(10_000)
     const page = await context.newPage()
@@ -82,15 +86,21 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
   }
 
   /** A teacher of its own in this context (the cookie lands in it). */
-  async function signUp (context: BrowserContext): Promise<void> {
+  async function signUp(context: BrowserContext): Promise<void> {
     const credentials = { email: newEmail(), password: 'correct horse battery' }
-    const created = await context.request.post('/api/users', { data: { ...credentials, firstName: 'Race', lastName: 'Teacher' } })
+    const created = await context.request.post('/api/users', {
+      data: { ...credentials, firstName: 'Race', lastName: 'Teacher' }
+    })
     assert.equal(created.status(), 201)
     assert.equal((await context.request.post('/api/sessions', { data: credentials })).status(), 201)
   }
 
   /** A sheet for MAS with one student signed in. */
-  async function createSheet (context: BrowserContext, summary: string, student: { nmec: number, name: string }): Promise<string> {
+  async function createSheet(
+    context: BrowserContext,
+    summary: string,
+    student: { nmec: number; name: string }
+  ): Promise<string> {
     const sheet = await context.request.post('/api/attendance/sheet/new', { data: { courseUnit: 1, summary } })
     assert.equal(sheet.status(), 201)
     const id: string = (await sheet.json()).attendanceId
@@ -100,28 +110,34 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
   }
 
   /** Opens or closes a sheet as another device of the same teacher would, behind the page's back. */
-  async function setStatus (context: BrowserContext, id: string, open: boolean): Promise<void> {
+  async function setStatus(context: BrowserContext, id: string, open: boolean): Promise<void> {
     const answer = await context.request.post(`/api/attendance/sheet/${id}/status`, { data: { status: open } })
     assert.equal(answer.status(), 200)
     assert.equal((await answer.json()).isActive, open)
   }
 
-  async function isActive (context: BrowserContext, id: string): Promise<boolean> {
+  async function isActive(context: BrowserContext, id: string): Promise<boolean> {
     const answer = await context.request.get(`/api/attendance/sheet/${id}`)
     assert.equal(answer.status(), 200)
     return (await answer.json()).isActive
   }
 
-  async function expectShown (page: Page, shown: { status: string, toggle: string, summary: string, rows: string[][] }): Promise<void> {
+  async function expectShown(
+    page: Page,
+    shown: { status: string; toggle: string; summary: string; rows: string[][] }
+  ): Promise<void> {
     assert.equal(await page.locator('#sheet-status').textContent(), shown.status)
     assert.equal(await page.locator('#toggle-status').textContent(), shown.toggle)
     assert.equal(await page.locator('#sheet-summary').textContent(), shown.summary)
     const rows = await waitForRows(page, shown.rows.length)
-    assert.deepEqual(rows.map((row) => row.slice(1)), shown.rows)
+    assert.deepEqual(
+      rows.map((row) => row.slice(1)),
+      shown.rows
+    )
   }
 
   /** A teacher with sheet A (open, one student) and sheet B (closed, another student). */
-  async function twoSheets (context: BrowserContext) {
+  async function twoSheets(context: BrowserContext) {
     await signUp(context)
     const sheetA = await createSheet(context, 'SHEET A', { nmec: 1111, name: 'Alice Abreu' })
     const sheetB = await createSheet(context, 'SHEET B', { nmec: 2222, name: 'Bruno Borges' })
@@ -140,11 +156,18 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await page.getByLabel('Schedule').selectOption({ value: sheetA })
     await page.getByRole('button', { name: 'Show attendance sheet' }).click()
     await visible(page.getByText('Updates live', { exact: true }))
-    await expectShown(page, { status: 'Attendance is open', toggle: 'Close attendance', summary: 'SHEET A', rows: [['1111', 'Alice Abreu']] })
+    await expectShown(page, {
+      status: 'Attendance is open',
+      toggle: 'Close attendance',
+      summary: 'SHEET A',
+      rows: [['1111', 'Alice Abreu']]
+    })
 
     // A's status requests (the page reloads A whenever its status changes) are answered late.
     let reloads = 0
-    const held = new HeldAnswers((method, path) => method === 'GET' && path === `/api/attendance/sheet/${sheetA}` ? `A${++reloads}` : undefined)
+    const held = new HeldAnswers((method, path) =>
+      method === 'GET' && path === `/api/attendance/sheet/${sheetA}` ? `A${++reloads}` : undefined
+    )
     await held.attach(page)
     // Another device closes A and opens it again: A is open again when its answers arrive.
     await setStatus(context, sheetA, false)
@@ -156,12 +179,25 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await page.getByLabel('Schedule').selectOption({ value: sheetB })
     await page.getByRole('button', { name: 'Show attendance sheet' }).click()
     await visible(page.locator('#sheet-summary').getByText('SHEET B', { exact: true }))
-    await expectShown(page, { status: 'Attendance is closed', toggle: 'Open attendance', summary: 'SHEET B', rows: [['2222', 'Bruno Borges']] })
+    await expectShown(page, {
+      status: 'Attendance is closed',
+      toggle: 'Open attendance',
+      summary: 'SHEET B',
+      rows: [['2222', 'Bruno Borges']]
+    })
 
     await held.release(['A1', 'A2'])
     await sleep(700) // long enough for a stale answer to start live updates of A and load A's list
-    await expectShown(page, { status: 'Attendance is closed', toggle: 'Open attendance', summary: 'SHEET B', rows: [['2222', 'Bruno Borges']] })
-    assert.equal(await page.locator('#refresh-mode').textContent(), 'Attendance is closed: the list no longer refreshes')
+    await expectShown(page, {
+      status: 'Attendance is closed',
+      toggle: 'Open attendance',
+      summary: 'SHEET B',
+      rows: [['2222', 'Bruno Borges']]
+    })
+    assert.equal(
+      await page.locator('#refresh-mode').textContent(),
+      'Attendance is closed: the list no longer refreshes'
+    )
 
     // The button opens B, and leaves A as it was.
     await page.getByRole('button', { name: 'Open attendance' }).click()
@@ -171,11 +207,16 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await visible(page.getByText('Attendance is open', { exact: true }))
     assert.equal(await isActive(context, sheetB), true, 'B was opened')
     assert.equal(await isActive(context, sheetA), true, 'A was left open')
-    await expectShown(page, { status: 'Attendance is open', toggle: 'Close attendance', summary: 'SHEET B', rows: [['2222', 'Bruno Borges']] })
+    await expectShown(page, {
+      status: 'Attendance is open',
+      toggle: 'Close attendance',
+      summary: 'SHEET B',
+      rows: [['2222', 'Bruno Borges']]
+    })
     assert.deepEqual(problems, [])
   })
 
-  test('history: sheet A still loading when sheet B is asked for and shown: A\'s late answers are dropped', async () => {
+  test("history: sheet A still loading when sheet B is asked for and shown: A's late answers are dropped", async () => {
     const { context, page } = await newPage()
     const { sheetA, sheetB } = await twoSheets(context)
     const held = new HeldAnswers((method, path) => {
@@ -195,12 +236,19 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await held.waitFor(['sheet', 'students'])
     // The button waits while a sheet loads, so a person cannot ask twice; a submit of the form can.
     await page.getByLabel('Schedule').selectOption({ value: sheetB })
-    await page.locator('#history-form').evaluate((form) => (form as unknown as { requestSubmit (): void }).requestSubmit())
+    await page
+      .locator('#history-form')
+      .evaluate((form) => (form as unknown as { requestSubmit(): void }).requestSubmit())
     await visible(page.locator('#sheet-summary').getByText('SHEET B', { exact: true }))
 
     await held.release(['sheet', 'students'])
     await sleep(500)
-    await expectShown(page, { status: 'Attendance is closed', toggle: 'Open attendance', summary: 'SHEET B', rows: [['2222', 'Bruno Borges']] })
+    await expectShown(page, {
+      status: 'Attendance is closed',
+      toggle: 'Open attendance',
+      summary: 'SHEET B',
+      rows: [['2222', 'Bruno Borges']]
+    })
     assert.equal(await page.locator('#sheet-problem').isVisible(), false)
     await page.getByRole('button', { name: 'Open attendance' }).click()
     await page.getByRole('dialog', { name: 'Attendance sheet opened.' }).getByRole('button', { name: 'OK' }).click()
@@ -225,7 +273,10 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     })
     await held.attach(page)
     await page.getByRole('button', { name: 'Close attendance' }).click()
-    await page.getByRole('dialog', { name: 'Close attendance?' }).getByRole('button', { name: 'Close attendance' }).click()
+    await page
+      .getByRole('dialog', { name: 'Close attendance?' })
+      .getByRole('button', { name: 'Close attendance' })
+      .click()
     // The close announces itself over the event stream: a reload that finds the sheet closed.
     await held.waitFor(['close', 'reload1'])
     // Another device opens it again: a reload that finds it open, the newest news.
@@ -238,7 +289,12 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     await visible(done)
     await done.getByRole('button', { name: 'OK' }).click()
     assert.equal(await isActive(context, sheet), true)
-    await expectShown(page, { status: 'Attendance is open', toggle: 'Close attendance', summary: 'SHEET C', rows: [['3333', 'Carla Cunha']] })
+    await expectShown(page, {
+      status: 'Attendance is open',
+      toggle: 'Close attendance',
+      summary: 'SHEET C',
+      rows: [['3333', 'Carla Cunha']]
+    })
     await visible(page.getByText('Updates live', { exact: true }))
     assert.deepEqual(problems, [])
   })

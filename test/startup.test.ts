@@ -45,8 +45,11 @@ async function ownDatabase(): Promise<TestDatabase> {
   return db
 }
 
-
-interface Finished { code: number | null, stdout: string, stderr: string }
+interface Finished {
+  code: number | null
+  stdout: string
+  stderr: string
+}
 
 /** Runs a CLI command to its end; one that is still running after `timeoutMs` is killed and fails the test. */
 async function runToExit(command: string, env: Record<string, string>, timeoutMs = 30_000): Promise<Finished> {
@@ -59,18 +62,18 @@ async function runToExit(command: string, env: Record<string, string>, timeoutMs
   children.push(child)
   let stdout = ''
   let stderr = ''
-  child.stdout!.on('data', (chunk) => { stdout += chunk })
-  child.stderr!.on('data', (chunk) => { stderr += chunk })
+  child.stdout!.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr!.on('data', (chunk) => {
+    stderr += chunk
+  })
   const timer = setTimeout(() => killGroup(child), timeoutMs)
   const [code, signal] = await once(child, 'close')
   clearTimeout(timer)
   if (signal === 'SIGKILL') throw new Error(`\`${command}\` still running after ${timeoutMs} ms:\n${stdout}${stderr}`)
   return { code, stdout, stderr }
 }
-
-
-
-
 
 const migrationFiles = async () => (await migrations()).map((migration) => migration.name)
 
@@ -82,18 +85,26 @@ describe('when two replicas start at the same moment on an empty database', () =
 
     for (const replica of replicas) assert.equal((await request(replica.url, 'GET', '/health')).status, 200)
     const files = await migrationFiles()
-    const applied = await db.sql<{ name: string, times: number }[]>`
+    const applied = await db.sql<{ name: string; times: number }[]>`
       select name, count(*)::int as times from schema_migrations group by name order by name`
-    assert.deepEqual(applied.map((row) => ({ ...row })), files.map((name) => ({ name, times: 1 })))
+    assert.deepEqual(
+      applied.map((row) => ({ ...row })),
+      files.map((name) => ({ name, times: 1 }))
+    )
     const clients = await db.sql`select id, limite, saldo from clientes order by id`
-    assert.deepEqual(clients.map((row) => ({ ...row })), [
-      { id: 1, limite: 100000, saldo: 0 },
-      { id: 2, limite: 80000, saldo: 0 },
-      { id: 3, limite: 1000000, saldo: 0 },
-      { id: 4, limite: 10000000, saldo: 0 },
-      { id: 5, limite: 500000, saldo: 0 }
-    ])
-    const appliedLogs = replicas.flatMap((replica) => logLines(replica.output()).filter((line) => line.msg === 'migration applied'))
+    assert.deepEqual(
+      clients.map((row) => ({ ...row })),
+      [
+        { id: 1, limite: 100000, saldo: 0 },
+        { id: 2, limite: 80000, saldo: 0 },
+        { id: 3, limite: 1000000, saldo: 0 },
+        { id: 4, limite: 10000000, saldo: 0 },
+        { id: 5, limite: 500000, saldo: 0 }
+      ]
+    )
+    const appliedLogs = replicas.flatMap((replica) =>
+      logLines(replica.output()).filter((line) => line.msg === 'migration applied')
+    )
     assert.equal(appliedLogs.length, files.length, 'one replica migrated, the other found nothing to do')
     for (const replica of replicas) assert.equal(await replica.stop(), 0)
   })
@@ -102,12 +113,20 @@ describe('when two replicas start at the same moment on an empty database', () =
 describe('when a setting is invalid', () => {
   // DATABASE_URL points at nothing, so a setting that slipped through could not start anything real.
   const unreachable = 'postgres://tandem:secret@127.0.0.1:1/tandem'
-  const cases: Array<{ command: string, variable: string, env: Record<string, string> }> = [
+  const cases: Array<{ command: string; variable: string; env: Record<string, string> }> = [
     { command: 'serve', variable: 'PORT', env: { PORT: 'abc', DATABASE_URL: unreachable } },
     { command: 'start', variable: 'WORKERS', env: { WORKERS: '0', DATABASE_URL: unreachable } },
     { command: 'serve', variable: 'DATABASE_URL', env: { DATABASE_URL: 'mysql://x' } },
-    { command: 'serve', variable: 'INCREMENT_BATCH_WINDOW_MS', env: { INCREMENT_BATCH_WINDOW_MS: '600', DATABASE_URL: unreachable } },
-    { command: 'start', variable: 'DATABASE_LOCK_TIMEOUT_MS', env: { DATABASE_LOCK_TIMEOUT_MS: '6000', DATABASE_URL: unreachable } }
+    {
+      command: 'serve',
+      variable: 'INCREMENT_BATCH_WINDOW_MS',
+      env: { INCREMENT_BATCH_WINDOW_MS: '600', DATABASE_URL: unreachable }
+    },
+    {
+      command: 'start',
+      variable: 'DATABASE_LOCK_TIMEOUT_MS',
+      env: { DATABASE_LOCK_TIMEOUT_MS: '6000', DATABASE_URL: unreachable }
+    }
   ]
   for (const { command, variable, env } of cases) {
     test(`${variable}=${env[variable]}: then \`${command}\` exits 1 with one line on stderr naming ${variable}`, async () => {
@@ -134,19 +153,33 @@ describe('when settings that bound one another disagree', () => {
   }
 
   test('then a batch window up to half of INCREMENT_MAX_LAG_MS is taken as given, and one beyond is refused naming it', () => {
-    assert.equal(loadConfig({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '50' }).incrementBatchWindowMs, 50)
-    assert.equal(refusal({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '51' }),
-      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS="51": must be at most half of INCREMENT_MAX_LAG_MS (100)')
-    assert.equal(refusal({ INCREMENT_MAX_LAG_MS: '3' }),
-      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS (default 2): must be at most half of INCREMENT_MAX_LAG_MS (3)')
+    assert.equal(
+      loadConfig({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '50' }).incrementBatchWindowMs,
+      50
+    )
+    assert.equal(
+      refusal({ INCREMENT_MAX_LAG_MS: '100', INCREMENT_BATCH_WINDOW_MS: '51' }),
+      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS="51": must be at most half of INCREMENT_MAX_LAG_MS (100)'
+    )
+    assert.equal(
+      refusal({ INCREMENT_MAX_LAG_MS: '3' }),
+      'Invalid environment variable INCREMENT_BATCH_WINDOW_MS (default 2): must be at most half of INCREMENT_MAX_LAG_MS (3)'
+    )
   })
 
   test('then a lock timeout up to the statement timeout is taken as given, and one beyond is refused naming it', () => {
-    assert.equal(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2000' }).databaseLockTimeoutMs, 2000)
-    assert.equal(refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2001' }),
-      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS="2001": must be at most DATABASE_STATEMENT_TIMEOUT_MS (2000)')
-    assert.equal(refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '500' }),
-      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS (default 1000): must be at most DATABASE_STATEMENT_TIMEOUT_MS (500)')
+    assert.equal(
+      loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2000' }).databaseLockTimeoutMs,
+      2000
+    )
+    assert.equal(
+      refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '2000', DATABASE_LOCK_TIMEOUT_MS: '2001' }),
+      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS="2001": must be at most DATABASE_STATEMENT_TIMEOUT_MS (2000)'
+    )
+    assert.equal(
+      refusal({ DATABASE_STATEMENT_TIMEOUT_MS: '500' }),
+      'Invalid environment variable DATABASE_LOCK_TIMEOUT_MS (default 1000): must be at most DATABASE_STATEMENT_TIMEOUT_MS (500)'
+    )
   })
 })
 
@@ -161,7 +194,11 @@ describe('when the database password is not URL-safe', () => {
   ]
   for (const url of pasted) {
     test(`pasted raw into DATABASE_URL (${url.slice(18, 24)}…): \`serve\` exits 1 in one line naming DATABASE_URL, printing nothing of it`, async () => {
-      const { code, stdout, stderr } = await runToExit('serve', { DATABASE_URL: url, DATABASE_WAIT_MS: '0', LOG_LEVEL: 'info' }, 15_000)
+      const { code, stdout, stderr } = await runToExit(
+        'serve',
+        { DATABASE_URL: url, DATABASE_WAIT_MS: '0', LOG_LEVEL: 'info' },
+        15_000
+      )
 
       assert.equal(code, 1)
       const lines = stderr.trim().split('\n')
@@ -182,10 +219,15 @@ describe('when the database password is not URL-safe', () => {
     for (const given of [{ DATABASE_PASSWORD: awkward }, { DATABASE_PASSWORD_FILE: file }]) {
       const config = loadConfig({ DATABASE_URL: 'postgres://tandem@db:5432/tandem', ...given })
       const sql = postgres(config.databaseUrl!)
-      assert.deepEqual([sql.options.pass, sql.options.user, sql.options.database, sql.options.host], [awkward, 'tandem', 'tandem', ['db']])
+      assert.deepEqual(
+        [sql.options.pass, sql.options.user, sql.options.database, sql.options.host],
+        [awkward, 'tandem', 'tandem', ['db']]
+      )
     }
-    assert.throws(() => loadConfig({ DATABASE_URL: 'postgres://tandem@db/tandem', DATABASE_PASSWORD_FILE: `${file}.missing` }),
-      /Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it \(ENOENT\)$/)
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: 'postgres://tandem@db/tandem', DATABASE_PASSWORD_FILE: `${file}.missing` }),
+      /Invalid environment variable DATABASE_PASSWORD_FILE: cannot read it \(ENOENT\)$/
+    )
   })
 
   test('given apart in DATABASE_PASSWORD, any characters work against a real server and are never logged', async () => {
@@ -198,7 +240,9 @@ describe('when the database password is not URL-safe', () => {
       url.username = role
       url.password = ''
       const replica = await serveProcess({ DATABASE_URL: url.href, DATABASE_PASSWORD: password })
-      const res = await request(replica.url, 'POST', '/clientes/1/transacoes', { json: { valor: 1, tipo: 'c', descricao: 'pw' } })
+      const res = await request(replica.url, 'POST', '/clientes/1/transacoes', {
+        json: { valor: 1, tipo: 'c', descricao: 'pw' }
+      })
       assert.equal(res.status, 200, res.text)
       assert.equal(await replica.stop(), 0)
       assert.ok(!replica.output().includes(password))
@@ -222,16 +266,25 @@ describe('when `serve` starts before its database', () => {
     const waits = () => logLines(replica.output()).filter((line) => line.msg === 'waiting for the database')
     await until(() => waits().length >= 3, 'three logged attempts')
     const database = await startDatabaseCommand(dataDir, port)
-    await until(async () => {
-      if (replica.child.exitCode !== null) throw new Error(`serve exited:\n${replica.output()}`)
-      return fetch(`${replica.url}/health`, { signal: AbortSignal.timeout(1000) }).then((res) => res.ok, () => false)
-    }, 'serve to answer /health', 60_000)
+    await until(
+      async () => {
+        if (replica.child.exitCode !== null) throw new Error(`serve exited:\n${replica.output()}`)
+        return fetch(`${replica.url}/health`, { signal: AbortSignal.timeout(1000) }).then(
+          (res) => res.ok,
+          () => false
+        )
+      },
+      'serve to answer /health',
+      60_000
+    )
 
     // Assert: growing delays, the recovery logged, and a working API on the now migrated database.
     const delays = waits().map((line) => line.retryInMs as number)
     assert.deepEqual(delays.slice(0, 3), [100, 200, 400])
     assert.ok(logLines(replica.output()).some((line) => line.msg === 'database reachable'))
-    const res = await request(replica.url, 'POST', '/clientes/2/transacoes', { json: { valor: 7, tipo: 'c', descricao: 'late db' } })
+    const res = await request(replica.url, 'POST', '/clientes/2/transacoes', {
+      json: { valor: 7, tipo: 'c', descricao: 'late db' }
+    })
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { limite: 80000, saldo: 7 })
     assert.equal(await replica.stop(), 0)
@@ -243,7 +296,11 @@ describe('when the database never appears', () => {
   test('then `serve` gives up after DATABASE_WAIT_MS and exits non-zero, saying why', async () => {
     const nothing = `postgres://tandem:secret@127.0.0.1:${await freePort()}/tandem`
 
-    const { code, stdout, stderr } = await runToExit('serve', { DATABASE_URL: nothing, DATABASE_WAIT_MS: '1000', LOG_LEVEL: 'info' })
+    const { code, stdout, stderr } = await runToExit('serve', {
+      DATABASE_URL: nothing,
+      DATABASE_WAIT_MS: '1000',
+      LOG_LEVEL: 'info'
+    })
 
     assert.notEqual(code, 0)
     const lines = logLines(stdout + stderr)

@@ -12,10 +12,17 @@ import { request } from './helpers/http.js'
 const page = '<!doctype html><title>Create</title><h1>Create attendance sheet</h1>'
 const script = `console.log(${JSON.stringify('x'.repeat(2000))})`
 
-async function serve (root: string): Promise<{ app: FastifyInstance, url: string, warnings: string[] }> {
+async function serve(root: string): Promise<{ app: FastifyInstance; url: string; warnings: string[] }> {
   const warnings: string[] = []
   const app = Fastify({
-    logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(JSON.parse(line).msg) } } }
+    logger: {
+      level: 'warn',
+      stream: {
+        write: (line: string) => {
+          warnings.push(JSON.parse(line).msg)
+        }
+      }
+    }
   })
   await app.register(errorsPlugin, { exposeErrors: false })
   await app.register(staticPlugin, { root })
@@ -25,7 +32,7 @@ async function serve (root: string): Promise<{ app: FastifyInstance, url: string
 }
 
 // A dist/web as `npm run build:web` leaves it: pages, hashed assets, and compressed twins.
-async function fakeBuild (root: string) {
+async function fakeBuild(root: string) {
   await mkdir(path.join(root, 'assets'), { recursive: true })
   await writeFile(path.join(root, 'index.html'), page)
   await writeFile(path.join(root, 'index.html.br'), brotliCompressSync(page))

@@ -33,7 +33,10 @@ describe('nginx + two replicas + PostgreSQL + Redis', { skip: nginxSkipReason() 
   test('the balancer alternates between the replicas and the cluster count stays exact', async () => {
     const replies = await inWaves(2000, 100, () => request(nginx.url, 'GET', '/counter'))
 
-    assert.deepEqual(replies.filter((res) => res.status !== 200).map((res) => res.text), [])
+    assert.deepEqual(
+      replies.filter((res) => res.status !== 200).map((res) => res.text),
+      []
+    )
     const numbers = replies.map((res) => res.body.clusterRequests).sort((a, b) => a - b)
     assert.deepEqual(numbers, oneTo(2000))
     const perInstance = new Map<string, number>()
@@ -45,17 +48,25 @@ describe('nginx + two replicas + PostgreSQL + Redis', { skip: nginxSkipReason() 
   test('nginx writes one JSON access line per request, naming the replica, with no token or cookie in it', async () => {
     const marker = `/clientes/1/extrato?probe=${Date.now()}`
     const secret = 'Bearer access-log-secret'
-    const res = await request(nginx.url, 'GET', marker, { headers: { authorization: secret, cookie: 'tandem_session=cookie-secret' } })
+    const res = await request(nginx.url, 'GET', marker, {
+      headers: { authorization: secret, cookie: 'tandem_session=cookie-secret' }
+    })
     assert.equal(res.status, 200)
 
     const log = await nginx.accessLog()
-    const lines = log.trim().split('\n').map((line) => JSON.parse(line))
+    const lines = log
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
     const line = lines.find((entry) => entry.uri === '/clientes/1/extrato')
     assert.ok(line, `a line for the request in:\n${log.slice(-2000)}`)
     assert.equal(line.method, 'GET')
     assert.equal(line.status, 200)
     assert.equal(typeof line.request_time, 'number')
-    assert.ok(replicas.some((replica) => line.upstream === `127.0.0.1:${replica.port}`), line.upstream)
+    assert.ok(
+      replicas.some((replica) => line.upstream === `127.0.0.1:${replica.port}`),
+      line.upstream
+    )
     assert.ok(!log.includes('secret'), 'no token, cookie or query string in the access log')
   })
 
@@ -63,7 +74,8 @@ describe('nginx + two replicas + PostgreSQL + Redis', { skip: nginxSkipReason() 
     await db.sql`insert into clientes (id, limite) values (200, 50)`
 
     const replies = await inWaves(120, 60, () =>
-      request(nginx.url, 'POST', '/clientes/200/transacoes', { json: { valor: 1, tipo: 'd', descricao: 'via nginx' } }))
+      request(nginx.url, 'POST', '/clientes/200/transacoes', { json: { valor: 1, tipo: 'd', descricao: 'via nginx' } })
+    )
 
     assert.equal(replies.filter((res) => res.status === 200).length, 50)
     assert.equal(replies.filter((res) => res.status === 422).length, 70)

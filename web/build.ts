@@ -17,10 +17,14 @@ const sourceRef = /(?:src|href)="\/(src\/[\w-]+\.(?:ts|css))"/g
 
 // The teacher pages share their head, top bar and sidebar: `<!-- include: topbar -->` pulls in web/partials/topbar.html.
 const expand = (html: string) =>
-  html.replace(/<!-- include: ([\w-]+) -->/g, (_, name: string) => readFileSync(path.join(webRoot, 'partials', `${name}.html`), 'utf8'))
+  html.replace(/<!-- include: ([\w-]+) -->/g, (_, name: string) =>
+    readFileSync(path.join(webRoot, 'partials', `${name}.html`), 'utf8')
+  )
 
 const html = Object.fromEntries(pages.map((page) => [page, expand(readFileSync(path.join(webRoot, page), 'utf8'))]))
-const entries = [...new Set(Object.values(html).flatMap((text) => [...text.matchAll(sourceRef)].map((match) => match[1])))]
+const entries = [
+  ...new Set(Object.values(html).flatMap((text) => [...text.matchAll(sourceRef)].map((match) => match[1])))
+]
 
 rmSync(outDir, { recursive: true, force: true })
 const result = await build({

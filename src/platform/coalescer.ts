@@ -12,26 +12,29 @@ export class Coalescer<T> {
    * `run` settles its batch; should it throw, `fail` is given the batch and the error instead, so no
    * item is left waiting for an answer that will not come.
    */
-  constructor (private readonly run: (batch: T[]) => Promise<void>, private readonly fail: (batch: T[], error: unknown) => void) {}
+  constructor(
+    private readonly run: (batch: T[]) => Promise<void>,
+    private readonly fail: (batch: T[], error: unknown) => void
+  ) {}
 
   /** The items waiting for the next run. */
-  get waiting (): readonly T[] {
+  get waiting(): readonly T[] {
     return this.#waiting
   }
 
-  add (item: T): void {
+  add(item: T): void {
     this.#waiting.push(item)
     if (!this.#running) void this.#drain()
   }
 
   /** Takes out of the queue the waiting items `which` picks (all by default): expired ones, say. */
-  take (which: (item: T) => boolean = () => true): T[] {
+  take(which: (item: T) => boolean = () => true): T[] {
     const taken = this.#waiting.filter(which)
     this.#waiting = this.#waiting.filter((item) => !which(item))
     return taken
   }
 
-  async #drain (): Promise<void> {
+  async #drain(): Promise<void> {
     this.#running = true
     while (this.#waiting.length > 0) {
       const batch = this.#waiting

@@ -22,11 +22,14 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { che
   for (const path of ['/health', '/api/health']) app.get(path, probeRoute, async () => ({ status: 'ok' }))
 
   app.get('/ready', probeRoute, async (request, reply) => {
-    const results = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await probe(check)] as const))
+    const results = await Promise.all(
+      Object.entries(checks).map(async ([name, check]) => [name, await probe(check)] as const)
+    )
     const status = Object.fromEntries(results)
     const down = results.filter(([, state]) => state === 'down').map(([name]) => name)
     const required = down.filter((name) => !optional.includes(name))
-    if (down.length > 0) request.log.warn({ down }, required.length > 0 ? 'not ready' : 'ready without some dependencies')
+    if (down.length > 0)
+      request.log.warn({ down }, required.length > 0 ? 'not ready' : 'ready without some dependencies')
     if (required.length === 0) return { status: down.length === 0 ? 'ready' : 'degraded', ...status }
     return reply.code(503).send({ error: 'unavailable', message: `unreachable: ${required.join(', ')}`, ...status })
   })
@@ -34,4 +37,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { che
 
 /** Up when the check answers within a second. */
 const probe = (check: () => Promise<unknown>): Promise<'up' | 'down'> =>
-  within(check(), readyTimeoutMs, 'readiness probe').then(() => 'up', () => 'down')
+  within(check(), readyTimeoutMs, 'readiness probe').then(
+    () => 'up',
+    () => 'down'
+  )

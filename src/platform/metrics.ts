@@ -30,7 +30,11 @@ const probeTimeoutMs = 1000
  * prom-client's default figures that are gauges named like counters (`promtool check metrics` says
  * so); their unsuffixed twins (`nodejs_active_handles`…) carry the same numbers.
  */
-const misnamedDefaults = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+const misnamedDefaults = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total'
+]
 
 /** A registry with the process figures every Tandem process exposes. */
 function processRegistry(): Registry {
@@ -47,48 +51,51 @@ function processRegistry(): Registry {
  * API port answers 404). In the embedded cluster any worker's `/metrics` answers for all of them: it
  * asks the primary, which gathers every worker's registry.
  */
-export const metricsPlugin = fp(async (app: FastifyInstance, { sql, config }: MetricsOptions) => {
-  const registry = processRegistry()
-  if (cluster.isWorker) {
-    // Constructing one makes prom-client answer the primary's requests for this worker's figures.
-    new AggregatorRegistry()
-    AggregatorRegistry.setRegistries([registry])
-  }
-  app.decorate('metrics', registry)
+export const metricsPlugin = fp(
+  async (app: FastifyInstance, { sql, config }: MetricsOptions) => {
+    const registry = processRegistry()
+    if (cluster.isWorker) {
+      // Constructing one makes prom-client answer the primary's requests for this worker's figures.
+      new AggregatorRegistry()
+      AggregatorRegistry.setRegistries([registry])
+    }
+    app.decorate('metrics', registry)
 
-  const duration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP requests by route and status, with their latency',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry]
-  })
-  app.addHook('onResponse', (req, reply, done) => {
-    const route = req.routeOptions.url ?? 'unmatched'
-    duration.observe({ method: req.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
-    done()
-  })
-
-  const limited = new Counter({
-    name: 'tandem_rate_limit_refused_total',
-    help: 'Requests answered 429 by an abuse or concurrency limit, by the limit',
-    labelNames: ['limit'],
-    registers: [registry]
-  })
-  app.addHook('onError', (_req, _reply, error, done) => {
-    if (error instanceof TooManyRequests) limited.inc({ limit: error.limit })
-    done()
-  })
-
-  databaseMetrics(sql, config.databasePoolMax, registry)
-
-  if (config.metricsPort === undefined) {
-    app.get('/metrics', { schema: { hide: true }, config: { exemptFromShedding: true } }, async (_req, reply) => {
-      const text = cluster.isWorker ? await askPrimary() : await registry.metrics()
-      return reply.type(registry.contentType).send(text)
+    const duration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP requests by route and status, with their latency',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry]
     })
-  }
-}, { name: 'metrics' })
+    app.addHook('onResponse', (req, reply, done) => {
+      const route = req.routeOptions.url ?? 'unmatched'
+      duration.observe({ method: req.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
+      done()
+    })
+
+    const limited = new Counter({
+      name: 'tandem_rate_limit_refused_total',
+      help: 'Requests answered 429 by an abuse or concurrency limit, by the limit',
+      labelNames: ['limit'],
+      registers: [registry]
+    })
+    app.addHook('onError', (_req, _reply, error, done) => {
+      if (error instanceof TooManyRequests) limited.inc({ limit: error.limit })
+      done()
+    })
+
+    databaseMetrics(sql, config.databasePoolMax, registry)
+
+    if (config.metricsPort === undefined) {
+      app.get('/metrics', { schema: { hide: true }, config: { exemptFromShedding: true } }, async (_req, reply) => {
+        const text = cluster.isWorker ? await askPrimary() : await registry.metrics()
+        return reply.type(registry.contentType).send(text)
+      })
+    }
+  },
+  { name: 'metrics' }
+)
 
 /** Query latency and failures, queries in flight against the pool's size, and whether PostgreSQL answers. */
 function databaseMetrics(sql: Sql, poolMax: number, registry: Registry) {
@@ -106,13 +113,17 @@ function databaseMetrics(sql: Sql, poolMax: number, registry: Registry) {
     name: 'tandem_database_queries_in_flight',
     help: 'Queries handed to the pool and not answered yet: running, or waiting for a connection',
     registers: [registry],
-    collect() { this.set(stats?.inFlight ?? 0) }
+    collect() {
+      this.set(stats?.inFlight ?? 0)
+    }
   })
   new Gauge({
     name: 'tandem_database_pool_size',
     help: 'Connections the pool of this process may open (DATABASE_POOL_MAX)',
     registers: [registry],
-    collect() { this.set(poolMax) }
+    collect() {
+      this.set(poolMax)
+    }
   })
   new Gauge({
     name: 'tandem_database_up',
@@ -120,7 +131,12 @@ function databaseMetrics(sql: Sql, poolMax: number, registry: Registry) {
     registers: [registry],
     aggregator: 'min',
     async collect() {
-      this.set(await within(sql`select 1`, probeTimeoutMs, 'database probe').then(() => 1, () => 0))
+      this.set(
+        await within(sql`select 1`, probeTimeoutMs, 'database probe').then(
+          () => 1,
+          () => 0
+        )
+      )
     }
   })
 }
@@ -130,17 +146,25 @@ function databaseMetrics(sql: Sql, poolMax: number, registry: Registry) {
  * public reaches. A port already taken is logged and the replica goes on serving the API: losing its
  * figures is not worth an outage (and two replicas on one host with the same environment both run).
  */
-export async function serveMetrics(text: () => Promise<string>, { host, port }: { host: string, port: number }, log: Logger): Promise<Server | undefined> {
+export async function serveMetrics(
+  text: () => Promise<string>,
+  { host, port }: { host: string; port: number },
+  log: Logger
+): Promise<Server | undefined> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not-found","message":"only /metrics here"}')
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"error":"not-found","message":"only /metrics here"}')
       return
     }
     text().then(
       (body) => res.writeHead(200, { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE }).end(body),
       (error: Error) => {
         log.warn({ err: error.message }, 'could not gather the metrics')
-        res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"unavailable","message":"metrics not gathered"}')
+        res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end('{"error":"unavailable","message":"metrics not gathered"}')
       }
     )
   })
@@ -148,10 +172,16 @@ export async function serveMetrics(text: () => Promise<string>, { host, port }: 
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(port, host, () => { server.off('error', reject); resolve() })
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
     })
   } catch (error) {
-    log.error({ err: (error as Error).message, host, port }, 'metrics port unavailable: this process serves no /metrics')
+    log.error(
+      { err: (error as Error).message, host, port },
+      'metrics port unavailable: this process serves no /metrics'
+    )
     return undefined
   }
   server.unref()
@@ -166,7 +196,7 @@ function askPrimary(): Promise<string> {
       process.off('message', onMessage)
       reject(new Error('the cluster primary did not send the metrics in time'))
     }, askTimeoutMs)
-    const onMessage = (message: { type?: string, id?: string, text?: string, error?: string }) => {
+    const onMessage = (message: { type?: string; id?: string; text?: string; error?: string }) => {
       if (message?.type !== response || message.id !== id) return
       clearTimeout(timer)
       process.off('message', onMessage)
@@ -191,10 +221,12 @@ export function serveClusterMetrics(): () => Promise<string> {
     name: 'process_start_time_seconds',
     help: 'Start time of the cluster primary since unix epoch in seconds.',
     registers: [own],
-    collect() { this.set(startedAt) }
+    collect() {
+      this.set(startedAt)
+    }
   })
   const gather = async () => `${await aggregator.clusterMetrics()}\n${await own.metrics()}`
-  cluster.on('message', (worker, message: { type?: string, id?: string }) => {
+  cluster.on('message', (worker, message: { type?: string; id?: string }) => {
     if (message?.type !== request) return
     gather().then(
       (text) => worker.send({ type: response, id: message.id, text }),

@@ -32,49 +32,63 @@ const sampleIntervalMs = 100
  * (@fastify/under-pressure measures the same delay; this is its one check, in the same synchronous
  * hook as the in-flight count, since every hook is paid by every request of the hottest routes.)
  */
-export const overloadPlugin = fp(async (app: FastifyInstance, { config, databaseWaitMs }: OverloadOptions) => {
-  const { overloadEventLoopDelayMs: maxDelayMs, overloadMaxInFlight: maxInFlight, overloadDatabaseWaitMs: maxWaitMs } = config
-  if (maxDelayMs === 0 && maxInFlight === 0 && maxWaitMs === 0) return
-  const refused = new Counter({
-    name: 'tandem_overload_refused_total',
-    help: 'Requests refused with 503 because this replica was overloaded, by the bound that was passed',
-    labelNames: ['reason'],
-    registers: [app.metrics]
-  })
-
-  let delayMs = 0
-  if (maxDelayMs > 0) {
-    const histogram = monitorEventLoopDelay({ resolution: 10 })
-    histogram.enable()
-    const timer = setInterval(() => {
-      // The resolution itself is not delay; no sample at all in a whole interval: the loop was stuck.
-      delayMs = histogram.count === 0 ? Infinity : histogram.mean / 1e6 - 10
-      histogram.reset()
-    }, sampleIntervalMs).unref()
-    app.addHook('onClose', async () => {
-      clearInterval(timer)
-      histogram.disable()
+export const overloadPlugin = fp(
+  async (app: FastifyInstance, { config, databaseWaitMs }: OverloadOptions) => {
+    const {
+      overloadEventLoopDelayMs: maxDelayMs,
+      overloadMaxInFlight: maxInFlight,
+      overloadDatabaseWaitMs: maxWaitMs
+    } = config
+    if (maxDelayMs === 0 && maxInFlight === 0 && maxWaitMs === 0) return
+    const refused = new Counter({
+      name: 'tandem_overload_refused_total',
+      help: 'Requests refused with 503 because this replica was overloaded, by the bound that was passed',
+      labelNames: ['reason'],
+      registers: [app.metrics]
     })
-  }
 
-  let inFlight = 0
-  const release = () => { inFlight-- }
-  app.addHook('onRequest', (request, reply, done) => {
-    const { longLived, exemptFromShedding } = request.routeOptions.config
-    if (!exemptFromShedding) {
-      const reason = maxDelayMs > 0 && delayMs > maxDelayMs ? 'event-loop-delay'
-        : maxInFlight > 0 && inFlight >= maxInFlight && !longLived ? 'in-flight'
-          : maxWaitMs > 0 && databaseWaitMs() > maxWaitMs ? 'database-wait' : undefined
-      if (reason) {
-        refused.inc({ reason })
-        done(new Unavailable('this replica is overloaded, retry shortly', 1, 'overloaded'))
-        return
+    let delayMs = 0
+    if (maxDelayMs > 0) {
+      const histogram = monitorEventLoopDelay({ resolution: 10 })
+      histogram.enable()
+      const timer = setInterval(() => {
+        // The resolution itself is not delay; no sample at all in a whole interval: the loop was stuck.
+        delayMs = histogram.count === 0 ? Infinity : histogram.mean / 1e6 - 10
+        histogram.reset()
+      }, sampleIntervalMs).unref()
+      app.addHook('onClose', async () => {
+        clearInterval(timer)
+        histogram.disable()
+      })
+    }
+
+    let inFlight = 0
+    const release = () => {
+      inFlight--
+    }
+    app.addHook('onRequest', (request, reply, done) => {
+      const { longLived, exemptFromShedding } = request.routeOptions.config
+      if (!exemptFromShedding) {
+        const reason =
+          maxDelayMs > 0 && delayMs > maxDelayMs
+            ? 'event-loop-delay'
+            : maxInFlight > 0 && inFlight >= maxInFlight && !longLived
+              ? 'in-flight'
+              : maxWaitMs > 0 && databaseWaitMs() > maxWaitMs
+                ? 'database-wait'
+                : undefined
+        if (reason) {
+          refused.inc({ reason })
+          done(new Unavailable('this replica is overloaded, retry shortly', 1, 'overloaded'))
+          return
+        }
       }
-    }
-    if (!longLived) {
-      inFlight++
-      reply.raw.on('close', release)
-    }
-    done()
-  })
-}, { name: 'overload', dependencies: ['metrics'] })
+      if (!longLived) {
+        inFlight++
+        reply.raw.on('close', release)
+      }
+      done()
+    })
+  },
+  { name: 'overload', dependencies: ['metrics'] }
+)

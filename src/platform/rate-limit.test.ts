@@ -8,18 +8,28 @@ import { TooManyRequests } from './errors.js'
 
 let db: TestDatabase
 
-before(async () => { db = await createDatabase({ migrated: true, lockTimeoutMs: 500 }) })
-after(async () => { await db.drop() })
+before(async () => {
+  db = await createDatabase({ migrated: true, lockTimeoutMs: 500 })
+})
+after(async () => {
+  await db.drop()
+})
 
 describe('the rate limit shared by every replica', () => {
   test('lets `perMinute` attempts through at once and refuses the next with its wait', async () => {
     const limit = { key: `test:${randomUUID()}`, perMinute: 3 }
 
     for (let i = 0; i < 3; i++) await bookAttempt(db.sql, limit)
-    const refused = await bookAttempt(db.sql, limit).then(() => undefined, (error: unknown) => error)
+    const refused = await bookAttempt(db.sql, limit).then(
+      () => undefined,
+      (error: unknown) => error
+    )
 
     assert.ok(refused instanceof TooManyRequests, `refused with ${String(refused)}`)
-    assert.ok(refused.retryAfterSeconds >= 19 && refused.retryAfterSeconds <= 20, `Retry-After ${refused.retryAfterSeconds}`)
+    assert.ok(
+      refused.retryAfterSeconds >= 19 && refused.retryAfterSeconds <= 20,
+      `Retry-After ${refused.retryAfterSeconds}`
+    )
   })
 
   // Parallel attempts from two replicas queue on the key's row lock in an order that need not be the
@@ -34,7 +44,10 @@ describe('the rate limit shared by every replica', () => {
         resolve()
         await sleep(50)
         await others
-        return bookAttempt(tx, limit).then(() => 'allowed', (error: unknown) => error)
+        return bookAttempt(tx, limit).then(
+          () => 'allowed',
+          (error: unknown) => error
+        )
       })
     })
     const others = begun.then(async () => {
@@ -70,7 +83,9 @@ describe('the rate limit shared by every replica', () => {
 
     assert.equal(whileHeld, true, 'one of two attempts was committed: one more fits')
     assert.equal(spent, false, 'both booked: a charged attempt would be refused, so is the check')
-    const [{ count }] = await db.sql<{ count: number }[]>`select count(*)::int from rate_limits where key = ${limit.key}`
+    const [{ count }] = await db.sql<
+      { count: number }[]
+    >`select count(*)::int from rate_limits where key = ${limit.key}`
     assert.equal(count, 1)
   })
 })

@@ -40,7 +40,7 @@ export interface Limit {
  * from the INSERT's row to the UPDATE, within one statement.) `allowed` and `waitSeconds` go in the
  * final SELECT.
  */
-export function admission (sql: Queryable, { key, perMinute }: Limit, charged: postgres.Fragment) {
+export function admission(sql: Queryable, { key, perMinute }: Limit, charged: postgres.Fragment) {
   const cost = periodSeconds / perMinute
   const spent = sql`busy_until + make_interval(secs => ${cost}) > clock_timestamp() + make_interval(secs => ${periodSeconds})`
   return {
@@ -59,28 +59,32 @@ export function admission (sql: Queryable, { key, perMinute }: Limit, charged: p
 }
 
 /** The 429 for a request `admission` refused, given its `waitSeconds` and the limit's key (`login:…`). */
-export function refused (waitSeconds: number | null, key: string): TooManyRequests {
+export function refused(waitSeconds: number | null, key: string): TooManyRequests {
   const seconds = Math.min(periodSeconds, Math.max(1, Math.ceil(waitSeconds ?? 1)))
   const end = key.indexOf(':')
   return new TooManyRequests(seconds, undefined, end === -1 ? key : key.slice(0, end))
 }
 
 /** One statement per attempt, every attempt charged. */
-export async function bookAttempt (sql: Queryable, limit: Limit): Promise<void> {
+export async function bookAttempt(sql: Queryable, limit: Limit): Promise<void> {
   const { cte, allowed, waitSeconds } = admission(sql, limit, sql`true`)
-  const [row] = await sql<{ allowed: boolean, waitSeconds: number | null }[]>`
+  const [row] = await sql<{ allowed: boolean; waitSeconds: number | null }[]>`
     with ${cte} select ${allowed} as allowed, ${waitSeconds} as "waitSeconds"`
   if (!row.allowed) throw refused(row.waitSeconds, limit.key)
 }
 
 /** `app.rateLimit(key, perMinute)` for every module, and a sweep of the keys that ran out. */
-export const rateLimitPlugin = fp(async (app: FastifyInstance, { sql }: { sql: Sql }) => {
-  app.decorate('rateLimit', (key: string, perMinute: number) => bookAttempt(sql, { key, perMinute }))
+export const rateLimitPlugin = fp(
+  async (app: FastifyInstance, { sql }: { sql: Sql }) => {
+    app.decorate('rateLimit', (key: string, perMinute: number) => bookAttempt(sql, { key, perMinute }))
 
-  // Every replica sweeps; the deletes are idempotent and each finds little left by the others.
-  const timer = setInterval(() => {
-    sql`delete from rate_limits where busy_until < now()`.catch((error: Error) =>
-      app.log.warn({ err: error.message }, 'could not prune the rate limits'))
-  }, pruneEveryMs).unref()
-  app.addHook('onClose', async () => clearInterval(timer))
-}, { name: 'rate-limit' })
+    // Every replica sweeps; the deletes are idempotent and each finds little left by the others.
+    const timer = setInterval(() => {
+      sql`delete from rate_limits where busy_until < now()`.catch((error: Error) =>
+        app.log.warn({ err: error.message }, 'could not prune the rate limits')
+      )
+    }, pruneEveryMs).unref()
+    app.addHook('onClose', async () => clearInterval(timer))
+  },
+  { name: 'rate-limit' }
+)

@@ -36,14 +36,18 @@ const hstsHeader = `max-age=${180 * 86_400}; includeSubDomains`
  * stay reachable); `Cache-Control: no-store` on every answer that carried or made a session; the
  * request's id as `X-Request-Id`, to find its log lines.
  */
-export const securityPlugin = fp(async (app: FastifyInstance) => {
-  app.addHook('onSend', (request, reply, payload, done) => {
-    reply.header('x-content-type-options', 'nosniff')
-    reply.header('x-request-id', request.id)
-    const type = reply.getHeader('content-type')
-    if (typeof type === 'string' && type.startsWith('text/html')) reply.headers(pageHeaders)
-    if (request.user || request.headers.authorization !== undefined || reply.hasHeader('set-cookie')) reply.header('cache-control', 'no-store')
-    if (request.protocol === 'https') reply.header('strict-transport-security', hstsHeader)
-    done(null, payload)
-  })
-}, { name: 'security', dependencies: ['sessions'] })
+export const securityPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.addHook('onSend', (request, reply, payload, done) => {
+      reply.header('x-content-type-options', 'nosniff')
+      reply.header('x-request-id', request.id)
+      const type = reply.getHeader('content-type')
+      if (typeof type === 'string' && type.startsWith('text/html')) reply.headers(pageHeaders)
+      if (request.user || request.headers.authorization !== undefined || reply.hasHeader('set-cookie'))
+        reply.header('cache-control', 'no-store')
+      if (request.protocol === 'https') reply.header('strict-transport-security', hstsHeader)
+      done(null, payload)
+    })
+  },
+  { name: 'security', dependencies: ['sessions'] }
+)

@@ -5,8 +5,12 @@ import { Type } from 'typebox'
 
 // Bodies are JSON: a string is not a number and null is not "". Params, query strings and headers
 // arrive as text, so there (and only there) "42" may become 42.
-const bodies = addFormats.default(new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: true, allErrors: true, verbose: true }))
-const texts = addFormats.default(new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: true }))
+const bodies = addFormats.default(
+  new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: true, allErrors: true, verbose: true })
+)
+const texts = addFormats.default(
+  new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional: true, allErrors: true })
+)
 
 /**
  * Keywords of ours, so a rule lives in the schema (and the OpenAPI document) rather than in a route:
@@ -24,21 +28,39 @@ const trimmedLength: SchemaValidateFunction = ([min, max]: [number, number], tex
   if (place) place.parentData[place.parentDataProperty] = trimmed
   const length = [...trimmed].length
   if (length >= min && length <= max) return true
-  const message = length === 0 ? 'must not be blank' : `must have ${min} to ${max} characters, not counting surrounding spaces`
+  const message =
+    length === 0 ? 'must not be blank' : `must have ${min} to ${max} characters, not counting surrounding spaces`
   trimmedLength.errors = [{ keyword: 'trimmedLength', message, params: { min, max } }]
   return false
 }
 
 for (const ajv of [bodies, texts]) {
   ajv.addKeyword({ keyword: 'upperCase', type: 'string', schemaType: 'boolean', modifying: true, validate: upperCase })
-  ajv.addKeyword({ keyword: 'trimmedLength', type: 'string', schemaType: 'array', modifying: true, errors: true, validate: trimmedLength })
+  ajv.addKeyword({
+    keyword: 'trimmedLength',
+    type: 'string',
+    schemaType: 'array',
+    modifying: true,
+    errors: true,
+    validate: trimmedLength
+  })
 }
 
 /**
  * Text that is trimmed (and, with `upperCase`, upper-cased) before its length is checked: what the
  * route receives, and what the OpenAPI document says. `maxLength` only bounds the text as sent.
  */
-export function TrimmedText ({ min, max, upperCase = false, description }: { min: number, max: number, upperCase?: boolean, description?: string }) {
+export function TrimmedText({
+  min,
+  max,
+  upperCase = false,
+  description
+}: {
+  min: number
+  max: number
+  upperCase?: boolean
+  description?: string
+}) {
   const rule = `${min}–${max} characters once trimmed${upperCase ? ' and upper-cased' : ''}`
   return Type.String({
     maxLength: 1000,
@@ -59,7 +81,7 @@ const loneSurrogate = /\p{Cs}/u
  * The path of the first string (key or value) holding a lone surrogate, or undefined when all are well
  * formed. Iterative: a body may nest thousands of levels deep within the body limit.
  */
-function illFormedText (root: unknown): string | undefined {
+function illFormedText(root: unknown): string | undefined {
   const pending: Array<[value: unknown, path: string]> = [[root, '']]
   for (let next = pending.pop(); next; next = pending.pop()) {
     const [value, path] = next
@@ -82,14 +104,22 @@ function illFormedText (root: unknown): string | undefined {
  * PostgreSQL would keep U+FFFD instead, and the request would then find another key than its own.
  * It is refused like any invalid field, before anything runs.
  */
-function wellFormedTexts (validate: ValidateFunction): ValidateFunction {
+function wellFormedTexts(validate: ValidateFunction): ValidateFunction {
   const checked = ((data: unknown, context?: Parameters<ValidateFunction>[1]) => {
     const valid = validate(data, context)
     checked.errors = validate.errors
     if (!valid) return false
     const field = illFormedText(data)
     if (field === undefined) return true
-    checked.errors = [{ instancePath: field, schemaPath: '#', keyword: 'wellFormed', params: {}, message: 'must be well-formed Unicode text' }]
+    checked.errors = [
+      {
+        instancePath: field,
+        schemaPath: '#',
+        keyword: 'wellFormed',
+        params: {},
+        message: 'must be well-formed Unicode text'
+      }
+    ]
     return false
   }) as ValidateFunction
   checked.schemaEnv = validate.schemaEnv
@@ -97,7 +127,7 @@ function wellFormedTexts (validate: ValidateFunction): ValidateFunction {
   return checked
 }
 
-export function useValidation (app: FastifyInstance) {
+export function useValidation(app: FastifyInstance) {
   app.setValidatorCompiler(compile)
   app.setSchemaErrorFormatter((errors, dataVar) => {
     const error = new Error(`invalid ${dataVar}`) as Error & { details: string[] }
@@ -107,10 +137,11 @@ export function useValidation (app: FastifyInstance) {
 }
 
 /** One "field: reason" per invalid field, in the order the schema found them. */
-export function describe (errors: ErrorObject[], dataVar: string): string[] {
+export function describe(errors: ErrorObject[], dataVar: string): string[] {
   const byField = new Map<string, string>()
   for (const error of errors) {
-    const missing = error.keyword === 'required' ? `/${(error.params as { missingProperty: string }).missingProperty}` : ''
+    const missing =
+      error.keyword === 'required' ? `/${(error.params as { missingProperty: string }).missingProperty}` : ''
     const field = `${error.instancePath}${missing}`.slice(1).replaceAll('/', '.') || dataVar
     if (!byField.has(field)) byField.set(field, missing ? 'is required' : reason(error))
   }
@@ -130,7 +161,7 @@ export const noNul = '^[^\\u0000]*$'
  * An id given as decimal text (a path parameter the schema let through as digits), as a number, or
  * undefined past PostgreSQL's integer range, where no row can exist: such an id names nothing (404).
  */
-export function int4 (text: string): number | undefined {
+export function int4(text: string): number | undefined {
   const value = Number(text)
   return value >= -2147483648 && value <= 2147483647 ? value : undefined
 }

@@ -15,7 +15,7 @@ import { spawnServer, type ServerProcess } from '../helpers/servers.js'
 import { until } from '../helpers/wait.js'
 import { target, type Target } from './transport.js'
 
-const cleanups: Array<{ what: string, run: () => Promise<void> }> = []
+const cleanups: Array<{ what: string; run: () => Promise<void> }> = []
 const servers = new Set<ServerProcess>()
 const postmasters = new Set<() => number>()
 
@@ -27,7 +27,13 @@ export function onCleanup(what: string, run: () => Promise<void>) {
 export async function cleanUp(log: (line: string) => void) {
   while (cleanups.length > 0) {
     const { what, run } = cleanups.pop()!
-    const failed = await Promise.race([run().then(() => undefined, (error: Error) => error.message), sleep(15_000).then(() => 'took over 15 s')])
+    const failed = await Promise.race([
+      run().then(
+        () => undefined,
+        (error: Error) => error.message
+      ),
+      sleep(15_000).then(() => 'took over 15 s')
+    ])
     if (failed) log(`faults: clean-up of ${what}: ${failed}`)
   }
 }
@@ -79,21 +85,29 @@ export async function startReplica(name: string, env: Record<string, string>): P
  * a 503 is logged at error level with its cause, one line per refused request, and is what a fault
  * should cause; anything else (a 500, an error no request was answered with) is not.
  */
-export function loggedErrors(replica: Replica): { refusals: number, unexpected: string[] } {
-  const lines = replica.output().split('\n').flatMap((line) => {
-    try {
-      return [JSON.parse(line) as { level?: number, reqId?: string, msg?: string, status?: number }]
-    } catch {
-      return []
-    }
-  })
-  const status = new Map(lines.filter((line) => line.msg === 'request' && line.reqId).map((line) => [line.reqId, line.status]))
+export function loggedErrors(replica: Replica): { refusals: number; unexpected: string[] } {
+  const lines = replica
+    .output()
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as { level?: number; reqId?: string; msg?: string; status?: number }]
+      } catch {
+        return []
+      }
+    })
+  const status = new Map(
+    lines.filter((line) => line.msg === 'request' && line.reqId).map((line) => [line.reqId, line.status])
+  )
   let refusals = 0
   const unexpected: string[] = []
   for (const line of lines) {
     if ((line.level ?? 0) < 50) continue
     if (line.reqId && status.get(line.reqId) === 503) refusals++
-    else unexpected.push(`(${line.reqId ? `its request answered ${status.get(line.reqId) ?? 'nothing'}` : 'no request'}) ${JSON.stringify({ ...line, err: undefined })} ${JSON.stringify((line as { err?: unknown }).err).slice(0, 300)}`)
+    else
+      unexpected.push(
+        `(${line.reqId ? `its request answered ${status.get(line.reqId) ?? 'nothing'}` : 'no request'}) ${JSON.stringify({ ...line, err: undefined })} ${JSON.stringify((line as { err?: unknown }).err).slice(0, 300)}`
+      )
   }
   return { refusals, unexpected }
 }

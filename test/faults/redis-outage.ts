@@ -46,13 +46,18 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
   })
 
   // /ready on both replicas every 200 ms, the whole time.
-  const readiness: Array<{ at: number, replica: string, status: number | string, redis?: string }> = []
+  const readiness: Array<{ at: number; replica: string; status: number | string; redis?: string }> = []
   let watching = true
   const watcher = (async () => {
     while (watching) {
       for (const replica of replicas) {
         const outcome = await send(replica.target, { method: 'GET', path: '/ready', timeoutMs: 3000 })
-        readiness.push({ at: outcome.startedAt, replica: replica.name, status: outcome.ok ? outcome.status : outcome.error, redis: outcome.ok ? outcome.body?.redis : undefined })
+        readiness.push({
+          at: outcome.startedAt,
+          replica: replica.name,
+          status: outcome.ok ? outcome.status : outcome.error,
+          redis: outcome.ok ? outcome.body?.redis : undefined
+        })
       }
       await sleep(200)
     }
@@ -72,10 +77,15 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
     startFrom = Date.now()
     await redis.start()
     up = Date.now()
-    const counted = (replica: Replica) => load.attempts.some(({ op, target, outcome }) =>
-      op === 'counter' && target === replica.name && outcome.startedAt >= up && outcome.ok && outcome.status === 200)
+    const counted = (replica: Replica) =>
+      load.attempts.some(
+        ({ op, target, outcome }) =>
+          op === 'counter' && target === replica.name && outcome.startedAt >= up && outcome.ok && outcome.status === 200
+      )
     await until(() => replicas.every(counted), 'the counter to answer 200 on every replica again', 15_000)
-    log(`  Redis down ${startFrom - down} ms; the counter answered 200 on both replicas again ${Date.now() - up} ms after it was back`)
+    log(
+      `  Redis down ${startFrom - down} ms; the counter answered 200 on both replicas again ${Date.now() - up} ms after it was back`
+    )
     result.faults++
     await sleep(1000)
   } finally {
@@ -89,30 +99,47 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
   for (let i = 0; i < 20; i++) {
     const outcome = await send(replicas[i % 2].target, { method: 'GET', path: '/counter', timeoutMs: boundMs })
     if (outcome.ok && outcome.status === 200) sequential.push(outcome.body.clusterRequests)
-    else result.problems.push(`sequential GET /counter ${i + 1} after the recovery: ${outcome.ok ? `${outcome.status} ${outcome.text}` : outcome.error}`)
+    else
+      result.problems.push(
+        `sequential GET /counter ${i + 1} after the recovery: ${outcome.ok ? `${outcome.status} ${outcome.text}` : outcome.error}`
+      )
   }
 
   // While Redis was down (requests sent after it stopped and answered before it was started): 503s, fast.
   const counterAttempts = load.attempts.filter((attempt) => attempt.op === 'counter')
-  const inside = counterAttempts.filter(({ outcome }) => outcome.startedAt >= down && outcome.startedAt + outcome.ms <= startFrom)
+  const inside = counterAttempts.filter(
+    ({ outcome }) => outcome.startedAt >= down && outcome.startedAt + outcome.ms <= startFrom
+  )
   const notRefused = inside.filter(({ outcome }) => !outcome.ok || outcome.status !== 503)
-  if (notRefused.length > 0) result.problems.push(`while Redis was down, ${notRefused.length} GET /counter were not 503: ${statusCounts(notRefused)}`)
+  if (notRefused.length > 0)
+    result.problems.push(
+      `while Redis was down, ${notRefused.length} GET /counter were not 503: ${statusCounts(notRefused)}`
+    )
   const slowestRefusal = slowest(inside)
-  if (slowestRefusal > fastMs) result.problems.push(`while Redis was down, a GET /counter took ${slowestRefusal} ms (over ${fastMs} ms)`)
+  if (slowestRefusal > fastMs)
+    result.problems.push(`while Redis was down, a GET /counter took ${slowestRefusal} ms (over ${fastMs} ms)`)
   result.problems.push(...judgeAnswers(counterAttempts, { boundMs, allowed: [200], what: 'GET /counter' }))
   const met = during(load.attempts, stopFrom, up)
-  log(`  GET /counter while down: ${inside.length} answered, ${statusCounts(inside)}, slowest ${slowestRefusal} ms; all requests meeting the outage: ${statusCounts(met)}`)
+  log(
+    `  GET /counter while down: ${inside.length} answered, ${statusCounts(inside)}, slowest ${slowestRefusal} ms; all requests meeting the outage: ${statusCounts(met)}`
+  )
   result.slowestMs = slowest(met)
 
   // Every other route never noticed.
   const others = load.attempts.filter((attempt) => attempt.op !== 'counter')
-  result.problems.push(...judgeAnswers(others, { boundMs, allowed: [200, 201, 422], what: 'routes other than the counter' }))
+  result.problems.push(
+    ...judgeAnswers(others, { boundMs, allowed: [200, 201, 422], what: 'routes other than the counter' })
+  )
   const others503 = others.filter(({ outcome }) => outcome.ok && outcome.status === 503)
-  if (others503.length > 0) result.problems.push(`routes other than the counter answered 503 ×${others503.length} while only Redis was down`)
+  if (others503.length > 0)
+    result.problems.push(`routes other than the counter answered 503 ×${others503.length} while only Redis was down`)
   const notReady = readiness.filter((probe) => probe.status !== 200)
-  if (notReady.length > 0) result.problems.push(`/ready was not 200 ×${notReady.length} (e.g. ${notReady[0].replica}: ${notReady[0].status})`)
+  if (notReady.length > 0)
+    result.problems.push(`/ready was not 200 ×${notReady.length} (e.g. ${notReady[0].replica}: ${notReady[0].status})`)
   const degraded = readiness.filter((probe) => probe.redis === 'down').length
-  log(`  /ready: ${readiness.length} probes, all ${notReady.length === 0 ? '200' : 'but some 200'}; ${degraded} reported redis down`)
+  log(
+    `  /ready: ${readiness.length} probes, all ${notReady.length === 0 ? '200' : 'but some 200'}; ${degraded} reported redis down`
+  )
   if (degraded === 0) result.problems.push('/ready never reported Redis down during the outage')
 
   // The count carries on. It is handed out in INCRBY blocks (README, counter): a block is the
@@ -126,7 +153,10 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
   const after = [...load.counter.filter((answer) => answer.at >= up).map((answer) => answer.value), ...sequential]
   const highestBefore = Math.max(0, ...before)
   const lowestAfter = Math.min(...after)
-  if (!(lowestAfter > highestBefore)) result.problems.push(`the counter went back: ${lowestAfter} handed out after the recovery, ${highestBefore} before the outage`)
+  if (!(lowestAfter > highestBefore))
+    result.problems.push(
+      `the counter went back: ${lowestAfter} handed out after the recovery, ${highestBefore} before the outage`
+    )
   for (let i = 1; i < sequential.length; i++) {
     if (sequential[i] !== sequential[i - 1] + 1) {
       result.problems.push(`sequential GET /counter after the recovery: ${sequential[i - 1]} then ${sequential[i]}`)
@@ -141,7 +171,9 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
   }
   const highest = Math.max(...all)
   const lowest = Math.min(...all)
-  const neverHandedOut = Array.from({ length: highest - lowest + 1 }, (_, i) => lowest + i).filter((n) => !distinct.has(n))
+  const neverHandedOut = Array.from({ length: highest - lowest + 1 }, (_, i) => lowest + i).filter(
+    (n) => !distinct.has(n)
+  )
   const probe = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
   let stored: number | string
   try {
@@ -153,17 +185,30 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
     probe.disconnect()
   }
   // Reported, not judged (see above).
-  const missing = neverHandedOut.length === 0 ? '' : ` (${neverHandedOut.slice(0, 8).join(', ')}${neverHandedOut.length > 8 ? ', …' : ''})`
-  log(`  counter: ${all.length} numbers ${lowest}…${highest}, ${neverHandedOut.length} in between never handed out${missing}; highest before the outage ${highestBefore}, first after ${lowestAfter}; Redis holds ${stored}`)
-  if (stored !== highest) result.problems.push(`Redis holds ${stored} for the counter, but the highest number handed out is ${highest}`)
+  const missing =
+    neverHandedOut.length === 0
+      ? ''
+      : ` (${neverHandedOut.slice(0, 8).join(', ')}${neverHandedOut.length > 8 ? ', …' : ''})`
+  log(
+    `  counter: ${all.length} numbers ${lowest}…${highest}, ${neverHandedOut.length} in between never handed out${missing}; highest before the outage ${highestBefore}, first after ${lowestAfter}; Redis holds ${stored}`
+  )
+  if (stored !== highest)
+    result.problems.push(`Redis holds ${stored} for the counter, but the highest number handed out is ${highest}`)
 
   const verdict = await verify(db.sql, load, { exact: true, balancesBefore, sheet: fixtures.sheet })
-  if (verdict.unresolved > 0) result.problems.push(`${verdict.unresolved} writes got no final answer (only Redis was down)`)
+  if (verdict.unresolved > 0)
+    result.problems.push(`${verdict.unresolved} writes got no final answer (only Redis was down)`)
   for (const replica of replicas) {
-    if (!replica.alive()) result.problems.push(`replica ${replica.name} exited (${replica.child.exitCode ?? replica.child.signalCode})`)
+    if (!replica.alive())
+      result.problems.push(`replica ${replica.name} exited (${replica.child.exitCode ?? replica.child.signalCode})`)
     const { refusals, unexpected } = loggedErrors(replica)
-    log(`  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`)
-    if (unexpected.length > 0) result.problems.push(`replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`)
+    log(
+      `  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`
+    )
+    if (unexpected.length > 0)
+      result.problems.push(
+        `replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`
+      )
   }
   result.requests += sequential.length
   tally(result, load, verdict)

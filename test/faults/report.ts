@@ -17,8 +17,17 @@ export interface ScenarioResult {
   skipped?: string
 }
 
-export const emptyResult = (name: string): ScenarioResult =>
-  ({ name, faults: 0, requests: 0, acked: 0, retries: 0, duplicates: 0, lost: 0, slowestMs: 0, problems: [] })
+export const emptyResult = (name: string): ScenarioResult => ({
+  name,
+  faults: 0,
+  requests: 0,
+  acked: 0,
+  retries: 0,
+  duplicates: 0,
+  lost: 0,
+  slowestMs: 0,
+  problems: []
+})
 
 export const passed = (result: ScenarioResult) => !result.skipped && result.problems.length === 0
 export const failed = (result: ScenarioResult) => !result.skipped && result.problems.length > 0
@@ -38,7 +47,7 @@ export function summaryLine(result: ScenarioResult): string {
 }
 
 /** What a scenario's load and its verification add to its result. */
-export function tally(result: ScenarioResult, load: { requests: number, retries: number }, verdict: Verdict) {
+export function tally(result: ScenarioResult, load: { requests: number; retries: number }, verdict: Verdict) {
   result.requests += load.requests
   result.acked += verdict.checked
   result.retries += load.retries

@@ -31,7 +31,7 @@ import { replicaKill } from './replica-kill.js'
 import { emptyResult, failed, passed, summaryLine, type ScenarioResult } from './report.js'
 import { shutdownCrash } from './shutdown-crash.js'
 
-const scenarios: Array<{ name: string, run: (log: (line: string) => void) => Promise<ScenarioResult> }> = [
+const scenarios: Array<{ name: string; run: (log: (line: string) => void) => Promise<ScenarioResult> }> = [
   { name: 'replica-kill', run: replicaKill },
   { name: 'postgres-outage', run: postgresOutage },
   { name: 'redis-outage', run: redisOutage },
@@ -44,7 +44,10 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`
 const deadlineMs = Number(process.env.FAULTS_DEADLINE_MS || 240_000)
 const only = (process.env.FAULTS_ONLY ?? '').split(',').filter(Boolean)
 const unknown = only.filter((name) => !scenarios.some((scenario) => scenario.name === name))
-if (unknown.length > 0) throw new Error(`FAULTS_ONLY names no scenario: ${unknown.join(', ')} (there are ${scenarios.map((s) => s.name).join(', ')})`)
+if (unknown.length > 0)
+  throw new Error(
+    `FAULTS_ONLY names no scenario: ${unknown.join(', ')} (there are ${scenarios.map((s) => s.name).join(', ')})`
+  )
 
 const results: ScenarioResult[] = []
 let stopAdmin: () => Promise<void> = async () => {}
@@ -104,7 +107,10 @@ async function main() {
     try {
       result = await scenario.run(log)
     } catch (error) {
-      result = { ...emptyResult(scenario.name), problems: [`the scenario itself failed: ${(error as Error).stack ?? String(error)}`] }
+      result = {
+        ...emptyResult(scenario.name),
+        problems: [`the scenario itself failed: ${(error as Error).stack ?? String(error)}`]
+      }
     } finally {
       await cleanUp(log)
     }
@@ -115,7 +121,8 @@ async function main() {
   await stopAdmin()
   log(`faults: finished in ${elapsed()}`)
   const skipped = results.filter((result) => result.skipped)
-  if (skipped.length > 0) log(`faults: *** ${skipped.length} skipped: ${skipped.map((result) => result.name).join(', ')} ***`)
+  if (skipped.length > 0)
+    log(`faults: *** ${skipped.length} skipped: ${skipped.map((result) => result.name).join(', ')} ***`)
   log(verdictLine())
   process.exit(results.some(failed) ? 1 : 0)
 }

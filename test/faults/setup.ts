@@ -13,13 +13,16 @@ export interface Fixtures {
 export async function prepare(bases: string[], users = 2): Promise<Fixtures> {
   const accounts = []
   for (let i = 0; i < users; i++) accounts.push(await signUp(bases[i % bases.length]))
-  const sheet = await request(bases[0], 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 0, summary: 'faults' }, headers: accounts[0].bearer })
+  const sheet = await request(bases[0], 'POST', '/api/attendance/sheet/new', {
+    json: { courseUnit: 0, summary: 'faults' },
+    headers: accounts[0].bearer
+  })
   if (sheet.status !== 201) throw new Error(`creating a sheet: ${sheet.status} ${sheet.text}`)
   return { tokens: accounts.map((account) => account.token), sheet: sheet.body.attendanceId }
 }
 
 /** Every client's balance now, by id. */
 export async function balances(sql: postgres.Sql): Promise<Map<number, number>> {
-  const rows = await sql<{ id: number, saldo: number }[]>`select id, saldo from clientes`
+  const rows = await sql<{ id: number; saldo: number }[]>`select id, saldo from clientes`
   return new Map(rows.map((row) => [row.id, row.saldo]))
 }

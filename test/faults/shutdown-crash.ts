@@ -41,7 +41,10 @@ const boundMs = 8000
 function isRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(false) })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(false)
+    })
     socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
   })
 }
@@ -55,7 +58,10 @@ async function queuedIncrements(replica: Replica): Promise<number> {
 export async function shutdownCrash(log: (line: string) => void): Promise<ScenarioResult> {
   const result = emptyResult('shutdown-crash')
   const pg = await ownPostgres()
-  const [a, b] = [await startReplica('A', { ...envA, DATABASE_URL: pg.url }), await startReplica('B', { ...common, DATABASE_URL: pg.url })]
+  const [a, b] = [
+    await startReplica('A', { ...envA, DATABASE_URL: pg.url }),
+    await startReplica('B', { ...common, DATABASE_URL: pg.url })
+  ]
   const fixtures = await prepare([a.url, b.url])
   const sql = pg.connect()
   const balancesBefore = await balances(sql)
@@ -81,14 +87,31 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
   const locker = await sql.reserve()
   await locker`begin`
   await locker`select 1 from clientes where id = 3 for update`
-  const heldWrites = Array.from({ length: held }, () => term.run('credit', a.target, { clientId: 3 }) as Promise<WriteRecord>)
-  await until(async () => {
-    const [{ waiting }] = await sql<{ waiting: number }[]>`
+  const heldWrites = Array.from(
+    { length: held },
+    () => term.run('credit', a.target, { clientId: 3 }) as Promise<WriteRecord>
+  )
+  await until(
+    async () => {
+      const [{ waiting }] = await sql<{ waiting: number }[]>`
       select count(*)::int as waiting from pg_stat_activity where application_name = 'tandem' and wait_event_type = 'Lock'`
-    return waiting >= held
-  }, `the ${held} held credits to wait on the row lock inside PostgreSQL`, 10_000)
-  const bufferedWrites = Array.from({ length: buffered }, () => term.run('increment', a.target, { incrementKey: 'faults-term-buffered' }) as Promise<WriteRecord>)
-  const bufferedSeen = await until(async () => (await queuedIncrements(a)) >= buffered, 'the increments to be queued', 800).then(() => true, () => false)
+      return waiting >= held
+    },
+    `the ${held} held credits to wait on the row lock inside PostgreSQL`,
+    10_000
+  )
+  const bufferedWrites = Array.from(
+    { length: buffered },
+    () => term.run('increment', a.target, { incrementKey: 'faults-term-buffered' }) as Promise<WriteRecord>
+  )
+  const bufferedSeen = await until(
+    async () => (await queuedIncrements(a)) >= buffered,
+    'the increments to be queued',
+    800
+  ).then(
+    () => true,
+    () => false
+  )
 
   const signalledAt = Date.now()
   const exited = a.stop('SIGTERM')
@@ -105,32 +128,58 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
   result.faults++
 
   const notHeld = heldOutcomes.filter((write) => !write.acked)
-  if (notHeld.length > 0) result.problems.push(`SIGTERM: ${notHeld.length} of the ${held} credits held in flight were not answered 200: ${statusCounts(notHeld.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}`)
+  if (notHeld.length > 0)
+    result.problems.push(
+      `SIGTERM: ${notHeld.length} of the ${held} credits held in flight were not answered 200: ${statusCounts(notHeld.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}`
+    )
   const notBuffered = bufferedOutcomes.filter((write) => !write.acked)
-  if (notBuffered.length > 0) result.problems.push(`SIGTERM: ${notBuffered.length} of the ${buffered} buffered increments were not answered 200`)
-  if (!bufferedSeen) result.problems.push(`SIGTERM: the ${buffered} increments were not seen queued on A before the signal`)
+  if (notBuffered.length > 0)
+    result.problems.push(`SIGTERM: ${notBuffered.length} of the ${buffered} buffered increments were not answered 200`)
+  if (!bufferedSeen)
+    result.problems.push(`SIGTERM: the ${buffered} increments were not seen queued on A before the signal`)
   if (code !== 0) result.problems.push(`SIGTERM: A exited with ${code}: ${a.output().slice(-800)}`)
   const { unexpected } = loggedErrors(a)
-  if (unexpected.length > 0) result.problems.push(`SIGTERM: A logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`)
+  if (unexpected.length > 0)
+    result.problems.push(`SIGTERM: A logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`)
 
   const drain = during(term.attempts, signalledAt, exitedAt)
   const onA = drain.filter((attempt) => attempt.target === 'A')
   const resets = onA.filter(({ outcome }) => !outcome.ok && outcome.error !== 'ECONNREFUSED')
-  log(`  SIGTERM: A drained in ${exitedAt - signalledAt} ms, exit ${code}; ${held} held credits ${statusCounts(heldOutcomes.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}, ${buffered} buffered increments ${statusCounts(bufferedOutcomes.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}; requests to A meanwhile: ${statusCounts(onA)} (${resets.filter(({ outcome }) => !outcome.ok && outcome.reused).length} of the resets on a reused kept-alive socket)`)
+  log(
+    `  SIGTERM: A drained in ${exitedAt - signalledAt} ms, exit ${code}; ${held} held credits ${statusCounts(heldOutcomes.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}, ${buffered} buffered increments ${statusCounts(bufferedOutcomes.map((write) => ({ op: write.op, target: write.target, outcome: write.last, retry: false })))}; requests to A meanwhile: ${statusCounts(onA)} (${resets.filter(({ outcome }) => !outcome.ok && outcome.reused).length} of the resets on a reused kept-alive socket)`
+  )
   // A reset is allowed only where the request was never read (a kept-alive socket closed as idle
   // just as it was reused, or a connection not yet served when the listener closed): the writes
   // check below finds any that was applied, which would be an accepted request cut off.
-  result.problems.push(...judgeAnswers(term.attempts.filter((attempt) => attempt.target === 'A'), {
-    boundMs: 15_000 + 3000, allowed: [200, 201, 422], what: 'SIGTERM: requests to A', failuresAllowed: ({ outcome }) => outcome.startedAt + outcome.ms >= signalledAt
-  }))
-  result.problems.push(...judgeAnswers(term.attempts.filter((attempt) => attempt.target === 'B'), { boundMs, allowed: [200, 201, 422], what: 'SIGTERM: requests to B' }))
-  const b503 = term.attempts.filter((attempt) => attempt.target === 'B' && attempt.outcome.ok && attempt.outcome.status === 503).length
+  result.problems.push(
+    ...judgeAnswers(
+      term.attempts.filter((attempt) => attempt.target === 'A'),
+      {
+        boundMs: 15_000 + 3000,
+        allowed: [200, 201, 422],
+        what: 'SIGTERM: requests to A',
+        failuresAllowed: ({ outcome }) => outcome.startedAt + outcome.ms >= signalledAt
+      }
+    )
+  )
+  result.problems.push(
+    ...judgeAnswers(
+      term.attempts.filter((attempt) => attempt.target === 'B'),
+      { boundMs, allowed: [200, 201, 422], what: 'SIGTERM: requests to B' }
+    )
+  )
+  const b503 = term.attempts.filter(
+    (attempt) => attempt.target === 'B' && attempt.outcome.ok && attempt.outcome.status === 503
+  ).length
   if (b503 > 0) result.problems.push(`SIGTERM: B answered 503 ×${b503} though only A was stopped`)
   const termVerdict = await verify(sql, term, { exact: true, balancesBefore, sheet: fixtures.sheet })
   result.slowestMs = slowest(drain)
 
   // ---- kill -9 of PostgreSQL as acknowledgements arrive, on B's load.
-  const sheet = await request(b.url, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 1, summary: 'crash' }, headers: { authorization: `Bearer ${fixtures.tokens[0]}` } })
+  const sheet = await request(b.url, 'POST', '/api/attendance/sheet/new', {
+    json: { courseUnit: 1, summary: 'crash' },
+    headers: { authorization: `Bearer ${fixtures.tokens[0]}` }
+  })
   if (sheet.status !== 201) throw new Error(`creating a sheet: ${sheet.status} ${sheet.text}`)
   let acks = 0
   let acksAtKill = 0
@@ -160,31 +209,45 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
     await pg.gone()
     await pg.start()
     const restartedAt = Date.now()
-    await until(() => crash.attempts.some(({ outcome }) => outcome.startedAt >= restartedAt && outcome.ok && outcome.status < 300),
-      'B to answer again after the crash recovery', 20_000)
+    await until(
+      () =>
+        crash.attempts.some(({ outcome }) => outcome.startedAt >= restartedAt && outcome.ok && outcome.status < 300),
+      'B to answer again after the crash recovery',
+      20_000
+    )
     recoveredAt = Date.now()
-    log(`  kill -9 of PostgreSQL as acknowledgement ${acksAtKill} arrived: restarted after ${restartedAt - killedAt} ms (crash recovery), B answering again ${recoveredAt - restartedAt} ms later`)
+    log(
+      `  kill -9 of PostgreSQL as acknowledgement ${acksAtKill} arrived: restarted after ${restartedAt - killedAt} ms (crash recovery), B answering again ${recoveredAt - restartedAt} ms later`
+    )
     await sleep(500)
   } finally {
     await crash.stop()
   }
   result.faults++
   const postgresLog = await pg.log()
-  if (!/not properly shut down|automatic recovery in progress/.test(postgresLog)) result.problems.push('kill -9: PostgreSQL did not log a crash recovery')
+  if (!/not properly shut down|automatic recovery in progress/.test(postgresLog))
+    result.problems.push('kill -9: PostgreSQL did not log a crash recovery')
   const met = during(crash.attempts, killedAt, recoveredAt)
   log(`  kill -9: ${met.length} requests met it, ${statusCounts(met)}, slowest ${slowest(met)} ms`)
   result.slowestMs = Math.max(result.slowestMs, slowest(met))
-  result.problems.push(...judgeAnswers(crash.attempts, { boundMs, allowed: [200, 201, 422], what: 'kill -9: requests to B' }))
+  result.problems.push(
+    ...judgeAnswers(crash.attempts, { boundMs, allowed: [200, 201, 422], what: 'kill -9: requests to B' })
+  )
   if (!b.alive()) result.problems.push(`kill -9: replica B exited (${b.child.exitCode ?? b.child.signalCode})`)
   const check = pg.connect()
   const crashVerdict = await verify(check, crash, { exact: false, sheet: sheet.body.attendanceId })
-  log(`  writes: SIGTERM ${term.writes.length} intended, ${termVerdict.checked} acknowledged; kill -9 ${crash.writes.length} intended, ${crashVerdict.checked} acknowledged, ${crashVerdict.appliedUnacknowledged} applied though their answer was lost`)
+  log(
+    `  writes: SIGTERM ${term.writes.length} intended, ${termVerdict.checked} acknowledged; kill -9 ${crash.writes.length} intended, ${crashVerdict.checked} acknowledged, ${crashVerdict.appliedUnacknowledged} applied though their answer was lost`
+  )
 
   result.requests = term.requests + crash.requests
   result.acked = termVerdict.checked + crashVerdict.checked
   result.retries = term.retries + crash.retries
   result.duplicates = termVerdict.duplicates + crashVerdict.duplicates
   result.lost = termVerdict.lost + crashVerdict.lost
-  result.problems.push(...termVerdict.problems.map((problem) => `SIGTERM: ${problem}`), ...crashVerdict.problems.map((problem) => `kill -9: ${problem}`))
+  result.problems.push(
+    ...termVerdict.problems.map((problem) => `SIGTERM: ${problem}`),
+    ...crashVerdict.problems.map((problem) => `kill -9: ${problem}`)
+  )
   return result
 }

@@ -75,7 +75,9 @@ export function send(to: Target, { method, path, json, headers = {}, timeoutMs }
     req.on('response', (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, error: `body: ${error.code ?? error.message}`, reused: reused() }))
+      res.on('error', (error: NodeJS.ErrnoException) =>
+        finish({ ok: false, error: `body: ${error.code ?? error.message}`, reused: reused() })
+      )
       res.on('aborted', () => finish({ ok: false, error: 'body: aborted', reused: reused() }))
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8')
@@ -90,7 +92,9 @@ export function send(to: Target, { method, path, json, headers = {}, timeoutMs }
         finish({ ok: true, status: res.statusCode ?? 0, headers: res.headers, text, body: parsed })
       })
     })
-    req.on('error', (error: NodeJS.ErrnoException) => finish({ ok: false, error: error.code ?? error.message, reused: reused() }))
+    req.on('error', (error: NodeJS.ErrnoException) =>
+      finish({ ok: false, error: error.code ?? error.message, reused: reused() })
+    )
     req.end(body)
   })
 }

@@ -30,11 +30,18 @@ export interface VerifyOptions {
 }
 
 const signed = (write: WriteRecord) => (write.op === 'credit' ? write.valor! : -write.valor!)
-const answer = (write: WriteRecord) => `${describe(write.last)}${write.last.ok ? ` ${write.last.text.slice(0, 120)}` : ''}`
+const answer = (write: WriteRecord) =>
+  `${describe(write.last)}${write.last.ok ? ` ${write.last.text.slice(0, 120)}` : ''}`
 
-export async function verify(sql: postgres.Sql, load: Load, { exact, balancesBefore, sheet }: VerifyOptions): Promise<Verdict> {
+export async function verify(
+  sql: postgres.Sql,
+  load: Load,
+  { exact, balancesBefore, sheet }: VerifyOptions
+): Promise<Verdict> {
   const verdict: Verdict = { checked: 0, duplicates: 0, lost: 0, appliedUnacknowledged: 0, unresolved: 0, problems: [] }
-  const problem = (text: string) => { if (verdict.problems.length < 40) verdict.problems.push(text) }
+  const problem = (text: string) => {
+    if (verdict.problems.length < 40) verdict.problems.push(text)
+  }
   for (const write of load.writes) {
     if (!write.acked && !write.refused) verdict.unresolved++
     if (write.acked) verdict.checked++
@@ -47,11 +54,14 @@ export async function verify(sql: postgres.Sql, load: Load, { exact, balancesBef
 }
 
 async function verifyTransactions(
-  sql: postgres.Sql, load: Load, { exact, balancesBefore }: Pick<VerifyOptions, 'exact' | 'balancesBefore'>,
-  verdict: Verdict, problem: (text: string) => void
+  sql: postgres.Sql,
+  load: Load,
+  { exact, balancesBefore }: Pick<VerifyOptions, 'exact' | 'balancesBefore'>,
+  verdict: Verdict,
+  problem: (text: string) => void
 ) {
   const tag = load.options.tag
-  const rows = await sql<{ descricao: string, clienteId: number, valor: number, tipo: string, copies: number }[]>`
+  const rows = await sql<{ descricao: string; clienteId: number; valor: number; tipo: string; copies: number }[]>`
     select descricao, cliente_id as "clienteId", valor, tipo, count(*)::int as copies
       from transacoes where starts_with(descricao, ${tag}) group by 1, 2, 3, 4`
   const stored = new Map(rows.map((row) => [row.descricao, row]))
@@ -62,40 +72,69 @@ async function verifyTransactions(
     const row = stored.get(write.descricao!)
     if (row && row.copies > 1) {
       verdict.duplicates += row.copies - 1
-      problem(`transaction ${write.descricao} stored ${row.copies} times (${write.attempts} attempts, last ${answer(write)})`)
+      problem(
+        `transaction ${write.descricao} stored ${row.copies} times (${write.attempts} attempts, last ${answer(write)})`
+      )
     }
-    if (row && (row.clienteId !== write.clientId || row.valor !== write.valor || row.tipo !== (write.op === 'credit' ? 'c' : 'd'))) {
-      problem(`transaction ${write.descricao} stored as client ${row.clienteId} ${row.valor} ${row.tipo}, sent as client ${write.clientId} ${write.valor} ${write.op}`)
+    if (
+      row &&
+      (row.clienteId !== write.clientId ||
+        row.valor !== write.valor ||
+        row.tipo !== (write.op === 'credit' ? 'c' : 'd'))
+    ) {
+      problem(
+        `transaction ${write.descricao} stored as client ${row.clienteId} ${row.valor} ${row.tipo}, sent as client ${write.clientId} ${write.valor} ${write.op}`
+      )
     }
     if (write.acked && !row) {
       verdict.lost++
-      problem(`transaction ${write.descricao} (client ${write.clientId}, ${write.op} ${write.valor}) answered ${answer(write)} but is not stored`)
+      problem(
+        `transaction ${write.descricao} (client ${write.clientId}, ${write.op} ${write.valor}) answered ${answer(write)} but is not stored`
+      )
     }
     if (!write.acked && row) {
       verdict.appliedUnacknowledged++
-      if (exact || write.refused) problem(`transaction ${write.descricao} is stored, but its final answer was ${answer(write)} after ${write.attempts} attempts`)
+      if (exact || write.refused)
+        problem(
+          `transaction ${write.descricao} is stored, but its final answer was ${answer(write)} after ${write.attempts} attempts`
+        )
     }
   }
-  for (const row of rows) if (!intended.has(row.descricao)) problem(`transaction ${row.descricao} stored, but this load never sent it`)
+  for (const row of rows)
+    if (!intended.has(row.descricao)) problem(`transaction ${row.descricao} stored, but this load never sent it`)
 
-  const balances = await sql<{ id: number, saldo: number, sum: number }[]>`
+  const balances = await sql<{ id: number; saldo: number; sum: number }[]>`
     select c.id, c.saldo, coalesce(sum(case t.tipo when 'c' then t.valor else -t.valor end), 0)::int as sum
       from clientes c left join transacoes t on t.cliente_id = c.id group by c.id order by c.id`
   for (const { id, saldo, sum } of balances) {
     if (saldo !== sum) problem(`client ${id}: balance ${saldo} is not the sum of its stored transactions (${sum})`)
     if (exact && balancesBefore) {
-      const expected = (balancesBefore.get(id) ?? 0) + load.writes
-        .filter((write) => write.acked && write.clientId === id && (write.op === 'credit' || write.op === 'debit'))
-        .reduce((total, write) => total + signed(write), 0)
-      if (saldo !== expected) problem(`client ${id}: balance ${saldo}, but the acknowledged transactions add up to ${expected}`)
+      const expected =
+        (balancesBefore.get(id) ?? 0) +
+        load.writes
+          .filter((write) => write.acked && write.clientId === id && (write.op === 'credit' || write.op === 'debit'))
+          .reduce((total, write) => total + signed(write), 0)
+      if (saldo !== expected)
+        problem(`client ${id}: balance ${saldo}, but the acknowledged transactions add up to ${expected}`)
     }
   }
 }
 
-async function verifyIncrements(sql: postgres.Sql, load: Load, exact: boolean, verdict: Verdict, problem: (text: string) => void) {
+async function verifyIncrements(
+  sql: postgres.Sql,
+  load: Load,
+  exact: boolean,
+  verdict: Verdict,
+  problem: (text: string) => void
+) {
   // The load's keys, and any a scenario chose itself for one increment.
-  const keys = [...new Set([...load.options.incrementKeys, ...load.writes.flatMap((write) => (write.incrementKey ? [write.incrementKey] : []))])]
-  const rows = await sql<{ key: string, value: string }[]>`select key, value from increments where key in ${sql(keys)}`
+  const keys = [
+    ...new Set([
+      ...load.options.incrementKeys,
+      ...load.writes.flatMap((write) => (write.incrementKey ? [write.incrementKey] : []))
+    ])
+  ]
+  const rows = await sql<{ key: string; value: string }[]>`select key, value from increments where key in ${sql(keys)}`
   const stored = new Map(rows.map((row) => [row.key, Number(row.value)]))
   for (const key of keys) {
     const writes = load.writes.filter((write) => write.op === 'increment' && write.incrementKey === key)
@@ -111,7 +150,8 @@ async function verifyIncrements(sql: postgres.Sql, load: Load, exact: boolean, v
       problem(`increment key ${key}: ${collisions} acknowledged totals repeated`)
     }
     const highest = Math.max(0, ...totals)
-    if (highest > value) problem(`increment key ${key}: an acknowledgement reported total ${highest}, the database holds ${value}`)
+    if (highest > value)
+      problem(`increment key ${key}: an acknowledgement reported total ${highest}, the database holds ${value}`)
     if (value < acked.length) {
       verdict.lost += acked.length - value
       problem(`increment key ${key}: ${acked.length} acknowledged, the database holds ${value}`)
@@ -121,18 +161,28 @@ async function verifyIncrements(sql: postgres.Sql, load: Load, exact: boolean, v
       verdict.appliedUnacknowledged += Math.min(extra, unacknowledged)
       if (extra > unacknowledged) verdict.duplicates += extra - unacknowledged
       if (exact || extra > unacknowledged) {
-        problem(`increment key ${key}: the database holds ${value}, ${acked.length} acknowledged and ${unacknowledged} without a final answer`)
+        problem(
+          `increment key ${key}: the database holds ${value}, ${acked.length} acknowledged and ${unacknowledged} without a final answer`
+        )
       }
     }
-    if (exact && acked.length > 0 && highest !== acked.length) problem(`increment key ${key}: ${acked.length} acknowledged, but the highest total answered was ${highest}`)
+    if (exact && acked.length > 0 && highest !== acked.length)
+      problem(`increment key ${key}: ${acked.length} acknowledged, but the highest total answered was ${highest}`)
   }
 }
 
-async function verifySignIns(sql: postgres.Sql, load: Load, exact: boolean, sheet: string, verdict: Verdict, problem: (text: string) => void) {
+async function verifySignIns(
+  sql: postgres.Sql,
+  load: Load,
+  exact: boolean,
+  sheet: string,
+  verdict: Verdict,
+  problem: (text: string) => void
+) {
   const signIns = load.writes.filter((write) => write.op === 'signIn')
   // The load's sheet, and any a scenario chose itself for one sign-in.
   const sheets = [...new Set([sheet, ...signIns.map((write) => write.sheet!)])]
-  const rows = await sql<{ sheet: string, nmec: number }[]>`
+  const rows = await sql<{ sheet: string; nmec: number }[]>`
     select s.public_id as sheet, r.nmec from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id in ${sql(sheets)}`
   const stored = new Set(rows.map((row) => `${row.sheet}/${row.nmec}`))
   const intended = new Set<string>()
@@ -148,13 +198,17 @@ async function verifySignIns(sql: postgres.Sql, load: Load, exact: boolean, shee
       verdict.appliedUnacknowledged++
       // A fresh number answered 409 already-registered: an earlier attempt of the same request was
       // applied, and its retry applied it again (refused by the key) instead of replaying the 201.
-      if (exact || write.refused) problem(`sign-in ${id} is on the sheet, but its final answer was ${answer(write)} after ${write.attempts} attempts`)
+      if (exact || write.refused)
+        problem(
+          `sign-in ${id} is on the sheet, but its final answer was ${answer(write)} after ${write.attempts} attempts`
+        )
     }
   }
   // Numbers below the load's own are the scenario's (a probe before the load).
   const base = load.options.nmecBase ?? 1_000_000
   for (const row of rows) {
-    if (row.nmec >= base && !intended.has(`${row.sheet}/${row.nmec}`)) problem(`sign-in ${row.sheet}/${row.nmec} is on the sheet, but this load never sent it`)
+    if (row.nmec >= base && !intended.has(`${row.sheet}/${row.nmec}`))
+      problem(`sign-in ${row.sheet}/${row.nmec} is on the sheet, but this load never sent it`)
   }
 }
 
@@ -164,7 +218,12 @@ function verifyCounter(load: Load, verdict: Verdict, problem: (text: string) => 
   const repeated = [...seen].filter(([, n]) => n > 1)
   if (repeated.length > 0) {
     verdict.duplicates += repeated.reduce((total, [, n]) => total + n - 1, 0)
-    problem(`counter: ${repeated.length} cluster numbers handed out more than once (${repeated.slice(0, 5).map(([value, n]) => `${value}×${n}`).join(', ')})`)
+    problem(
+      `counter: ${repeated.length} cluster numbers handed out more than once (${repeated
+        .slice(0, 5)
+        .map(([value, n]) => `${value}×${n}`)
+        .join(', ')})`
+    )
   }
 }
 
@@ -179,8 +238,11 @@ export interface AnswerRules {
 }
 
 /** Every answer in time, of an allowed status, and every 503 a proper one; one line per kind of breach. */
-export function judgeAnswers(attempts: AttemptRecord[], { boundMs, allowed, failuresAllowed = () => false, what }: AnswerRules): string[] {
-  const breaches = new Map<string, { count: number, example: string }>()
+export function judgeAnswers(
+  attempts: AttemptRecord[],
+  { boundMs, allowed, failuresAllowed = () => false, what }: AnswerRules
+): string[] {
+  const breaches = new Map<string, { count: number; example: string }>()
   const breach = (kind: string, attempt: AttemptRecord) => {
     const seen = breaches.get(kind) ?? { count: 0, example: '' }
     seen.count++
@@ -191,7 +253,8 @@ export function judgeAnswers(attempts: AttemptRecord[], { boundMs, allowed, fail
   for (const attempt of attempts) {
     const { outcome } = attempt
     if (!outcome.ok) {
-      if (!failuresAllowed(attempt)) breach(outcome.error === 'timeout' ? 'no answer within the bound' : `no answer (${outcome.error})`, attempt)
+      if (!failuresAllowed(attempt))
+        breach(outcome.error === 'timeout' ? 'no answer within the bound' : `no answer (${outcome.error})`, attempt)
       continue
     }
     if (outcome.ms > boundMs) breach(`answered after the ${boundMs} ms bound`, attempt)

@@ -111,7 +111,9 @@ export class Load {
   constructor(readonly options: LoadOptions) {
     this.nmec = options.nmecBase ?? 1_000_000 // above any number a scenario signs in itself
     // A weight of n puts the operation n times in the wheel each lane draws from.
-    this.ops = Object.entries(options.mix).flatMap(([op, weight]) => Array.from({ length: weight ?? 0 }, () => op as Op))
+    this.ops = Object.entries(options.mix).flatMap(([op, weight]) =>
+      Array.from({ length: weight ?? 0 }, () => op as Op)
+    )
   }
 
   get requests() {
@@ -145,7 +147,13 @@ export class Load {
     let replayed = false
     const startedAt = Date.now()
     for (;;) {
-      outcome = await send(target, { method: json === undefined ? 'GET' : 'POST', path, json, headers, timeoutMs: this.options.timeoutMs })
+      outcome = await send(target, {
+        method: json === undefined ? 'GET' : 'POST',
+        path,
+        json,
+        headers,
+        timeoutMs: this.options.timeoutMs
+      })
       this.attempts.push({ op, target: target.name, outcome, retry: attempts > 0 })
       attempts++
       if (outcome.ok && outcome.headers['idempotent-replayed'] === 'true') replayed = true
@@ -156,7 +164,11 @@ export class Load {
       target = this.options.retry.next(target)
     }
     if (op === 'counter' && outcome.ok && outcome.status === 200) {
-      this.counter.push({ value: outcome.body.clusterRequests, at: outcome.startedAt + outcome.ms, target: target.name })
+      this.counter.push({
+        value: outcome.body.clusterRequests,
+        at: outcome.startedAt + outcome.ms,
+        target: target.name
+      })
     }
     if (!record) return outcome
     const status = outcome.ok ? outcome.status : 0
@@ -165,7 +177,10 @@ export class Load {
       attempts,
       last: outcome,
       acked: status === 200 || status === 201,
-      refused: status >= 400 && status < 500 && !(status === 409 && outcome.ok && outcome.body?.error === 'idempotency-key-in-use'),
+      refused:
+        status >= 400 &&
+        status < 500 &&
+        !(status === 409 && outcome.ok && outcome.body?.error === 'idempotency-key-in-use'),
       replayed,
       target: target.name,
       startedAt,
@@ -201,7 +216,12 @@ export class Load {
       case 'increment': {
         const incrementKey = fixed.incrementKey ?? pick(this.options.incrementKeys)
         headers.authorization = `Bearer ${pick(this.options.tokens)}`
-        return { path: '/increment', json: { key: incrementKey, value: 1 }, headers, record: { ...base, op, incrementKey } as Omit<WriteRecord, 'last'> }
+        return {
+          path: '/increment',
+          json: { key: incrementKey, value: 1 },
+          headers,
+          record: { ...base, op, incrementKey } as Omit<WriteRecord, 'last'>
+        }
       }
       case 'signIn': {
         const nmec = fixed.nmec ?? this.nmec++
@@ -226,7 +246,8 @@ export function during(attempts: AttemptRecord[], from: number, to: number): Att
   return attempts.filter(({ outcome }) => outcome.startedAt <= to && outcome.startedAt + outcome.ms >= from)
 }
 
-export const slowest = (attempts: AttemptRecord[]) => attempts.reduce((max, { outcome }) => Math.max(max, outcome.ms), 0)
+export const slowest = (attempts: AttemptRecord[]) =>
+  attempts.reduce((max, { outcome }) => Math.max(max, outcome.ms), 0)
 
 /** `200×812 503×40 ECONNRESET×3` */
 export function statusCounts(attempts: AttemptRecord[]): string {
@@ -235,5 +256,10 @@ export function statusCounts(attempts: AttemptRecord[]): string {
     const key = outcome.ok ? String(outcome.status) : outcome.error
     counts.set(key, (counts.get(key) ?? 0) + 1)
   }
-  return [...counts].sort((x, y) => y[1] - x[1]).map(([key, n]) => `${key}×${n}`).join(' ') || 'none'
+  return (
+    [...counts]
+      .sort((x, y) => y[1] - x[1])
+      .map(([key, n]) => `${key}×${n}`)
+      .join(' ') || 'none'
+  )
 }

@@ -65,8 +65,8 @@ export interface Context {
   /** A user only the password-change cases use (with the right current password and a wrong new one). */
   passwordUser: Account
   /** Tokens of sessions that no longer count. */
-  deadTokens: { expired: string, idle: string, loggedOut: string, revokedByPasswordChange: string }
-  sheets: { open: string, closed: string, otherOpen: string, otherClosed: string }
+  deadTokens: { expired: string; idle: string; loggedOut: string; revokedByPasswordChange: string }
+  sheets: { open: string; closed: string; otherOpen: string; otherClosed: string }
   /** Student numbers signed in on `sheets.open` (a repeat is a 409). */
   signedIn: number[]
   incrementKeys: string[]

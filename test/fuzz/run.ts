@@ -35,11 +35,12 @@ import { send, type Outcome } from './transport.js'
 
 const defaultSeed = 20_240_109
 
-function intFromEnv (name: string, fallback: number): number {
+function intFromEnv(name: string, fallback: number): number {
   const text = process.env[name]
   if (text === undefined || text === '') return fallback
   const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, not ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new Error(`${name} must be a non-negative integer, not ${JSON.stringify(text)}`)
   return value
 }
 
@@ -48,11 +49,15 @@ const caseCount = intFromEnv('FUZZ_CASES', 20_000)
 const concurrency = Math.max(1, intFromEnv('FUZZ_CONCURRENCY', 12))
 const requestTimeoutMs = intFromEnv('FUZZ_REQUEST_TIMEOUT_MS', 5000)
 const deadlineMs = intFromEnv('FUZZ_DEADLINE_MS', 90_000)
-const only = (process.env.FUZZ_ONLY ?? '').split(',').filter(Boolean).map((text) => {
-  const index = Number(text)
-  if (!Number.isSafeInteger(index) || index < 0) throw new Error(`FUZZ_ONLY holds ${JSON.stringify(text)}, not a case index`)
-  return index
-})
+const only = (process.env.FUZZ_ONLY ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((text) => {
+    const index = Number(text)
+    if (!Number.isSafeInteger(index) || index < 0)
+      throw new Error(`FUZZ_ONLY holds ${JSON.stringify(text)}, not a case index`)
+    return index
+  })
 
 /**
  * The replicas' limits raised where a limit is not what a case tests (testLimits, applied by
@@ -109,17 +114,20 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-async function provideAdminUrl (): Promise<{ stop (): Promise<void> }> {
+async function provideAdminUrl(): Promise<{ stop(): Promise<void> }> {
   if (process.env.DATABASE_URL) {
     process.env.TANDEM_TEST_ADMIN_URL = process.env.DATABASE_URL
     return { stop: async () => {} }
   }
   log('fuzz: DATABASE_URL is not set; starting an embedded PostgreSQL for this run')
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tandem-fuzz-pg-'))
-  const embedded: EmbeddedServer = await startEmbeddedPostgres(dataDir, createLogger({ production: true, logLevel: 'warn' }))
+  const embedded: EmbeddedServer = await startEmbeddedPostgres(
+    dataDir,
+    createLogger({ production: true, logLevel: 'warn' })
+  )
   process.env.TANDEM_TEST_ADMIN_URL = embedded.url
   return {
-    async stop () {
+    async stop() {
       await embedded.stop()
       await rm(dataDir, { recursive: true, force: true })
     }
@@ -135,7 +143,7 @@ interface Run {
 
 const isCounterRead = (c: HttpCase) => c.method === 'GET' && c.path.split('?')[0] === '/counter'
 
-async function runCase (run: Run, c: Case, index: number | undefined, serverIndex: number): Promise<void> {
+async function runCase(run: Run, c: Case, index: number | undefined, serverIndex: number): Promise<void> {
   const server = servers[serverIndex]
   let problems: Problem[]
   let answer: string
@@ -143,37 +151,61 @@ async function runCase (run: Run, c: Case, index: number | undefined, serverInde
   if (c.kind === 'raw') {
     const result = await exchange(server.port, c)
     problems = judgeRaw(c, result)
-    answer = result.responses.map((response) => `${response.status} ${snippet(response.body, 120)}`).join(' / ') ||
+    answer =
+      result.responses.map((response) => `${response.status} ${snippet(response.body, 120)}`).join(' / ') ||
       (result.closedByServer ? `closed after ${result.ms} ms` : `open after ${result.ms} ms`)
     status = result.responses.map((response) => response.status).join('+') || 'none'
   } else {
     const outcome: Outcome = await send(run.agents[serverIndex], server.port, c, requestTimeoutMs)
     if ('answer' in outcome && isCounterRead(c) && outcome.answer.status < 300) run.counterAnswers++
     problems = judgeHttp(c, outcome, run.ctx)
-    answer = 'answer' in outcome
-      ? `${outcome.answer.status} ${outcome.answer.headers['content-type'] ?? '(no content-type)'} ${snippet(outcome.answer.body, 160)}`
-      : outcome.error
+    answer =
+      'answer' in outcome
+        ? `${outcome.answer.status} ${outcome.answer.headers['content-type'] ?? '(no content-type)'} ${snippet(outcome.answer.body, 160)}`
+        : outcome.error
     status = 'answer' in outcome ? String(outcome.answer.status) : 'none'
   }
   const route = c.kind === 'raw' ? `${c.route} (raw)` : c.route
   tally!.record(c.family, route, index, problems, { what: c.what, request: describeRequest(c), answer, status })
   if (only.length > 0 && index !== undefined) {
-    const verdict = problems.length === 0 ? 'passed' : problems.map((problem) => `${problem.check}: ${problem.note}`).join('\n  ')
+    const verdict =
+      problems.length === 0 ? 'passed' : problems.map((problem) => `${problem.check}: ${problem.note}`).join('\n  ')
     log(`case ${index}: ${c.what}\n  request: ${describeRequest(c)}\n  answer:  ${answer}\n  ${verdict}`)
   }
 }
 
 /** HEAD answers a GET's headers without its effect: a batch of them must leave the counter where it was. */
-async function headNeverCounts (run: Run, db: TestDatabase) {
+async function headNeverCounts(run: Run, db: TestDatabase) {
   const before = await counterValue(db.sql)
-  const head: HttpCase = { kind: 'http', family: 'counter', route: 'HEAD /counter', what: 'HEAD /counter (batch)', method: 'HEAD', path: '/counter', headers: {}, expect: 'any' }
+  const head: HttpCase = {
+    kind: 'http',
+    family: 'counter',
+    route: 'HEAD /counter',
+    what: 'HEAD /counter (batch)',
+    method: 'HEAD',
+    path: '/counter',
+    headers: {},
+    expect: 'any'
+  }
   for (let i = 0; i < 40; i++) await runCase(run, head, undefined, i % 2)
   const after = await counterValue(db.sql)
-  const problems = after === before ? [] : [{ check: 'HEAD advanced the counter', note: `40 HEAD /counter moved the cluster counter from ${before} to ${after}` }]
-  tally!.record('counter', 'HEAD /counter', undefined, problems, { what: '40 HEAD /counter, nothing else running', request: 'HEAD /counter ×40 over both replicas', answer: `counter ${before} → ${after}` })
+  const problems =
+    after === before
+      ? []
+      : [
+          {
+            check: 'HEAD advanced the counter',
+            note: `40 HEAD /counter moved the cluster counter from ${before} to ${after}`
+          }
+        ]
+  tally!.record('counter', 'HEAD /counter', undefined, problems, {
+    what: '40 HEAD /counter, nothing else running',
+    request: 'HEAD /counter ×40 over both replicas',
+    answer: `counter ${before} → ${after}`
+  })
 }
 
-async function hostilePhase (run: Run, softDeadline: number): Promise<number> {
+async function hostilePhase(run: Run, softDeadline: number): Promise<number> {
   const indices = only.length > 0 ? only : Array.from({ length: caseCount }, (_, i) => i)
   let next = 0
   let ran = 0
@@ -190,31 +222,53 @@ async function hostilePhase (run: Run, softDeadline: number): Promise<number> {
   return indices.length - ran
 }
 
-async function stateUnchanged (db: TestDatabase, before: Awaited<ReturnType<typeof snapshot>>) {
+async function stateUnchanged(db: TestDatabase, before: Awaited<ReturnType<typeof snapshot>>) {
   const after = await snapshot(db.sql, { sessionIdleMs })
   const changes = compare(before, after)
   for (const change of changes) {
-    const rows = [...change.added.slice(0, 3).map((row) => `+ ${row}`), ...change.removed.slice(0, 3).map((row) => `- ${row}`)]
-    tally!.record('state', `table ${change.table}`, undefined, [{
-      check: 'hostile requests changed the database',
-      note: `${change.added.length} rows added, ${change.removed.length} removed: ${rows.map((row) => snippet(row, 220)).join('; ')}`
-    }], { what: 'snapshot after setup vs after the hostile phase', request: '-', answer: '-' })
+    const rows = [
+      ...change.added.slice(0, 3).map((row) => `+ ${row}`),
+      ...change.removed.slice(0, 3).map((row) => `- ${row}`)
+    ]
+    tally!.record(
+      'state',
+      `table ${change.table}`,
+      undefined,
+      [
+        {
+          check: 'hostile requests changed the database',
+          note: `${change.added.length} rows added, ${change.removed.length} removed: ${rows.map((row) => snippet(row, 220)).join('; ')}`
+        }
+      ],
+      { what: 'snapshot after setup vs after the hostile phase', request: '-', answer: '-' }
+    )
   }
   if (changes.length === 0) tally!.record('state', 'every table', undefined, [], { what: '', request: '', answer: '' })
-  log(`fuzz: state ${changes.length === 0 ? 'unchanged' : `changed in ${changes.map((change) => change.table).join(', ')}`} (${rowCount(after)} rows compared)`)
+  log(
+    `fuzz: state ${changes.length === 0 ? 'unchanged' : `changed in ${changes.map((change) => change.table).join(', ')}`} (${rowCount(after)} rows compared)`
+  )
 }
 
-async function counterAccounted (run: Run, db: TestDatabase, start: number) {
+async function counterAccounted(run: Run, db: TestDatabase, start: number) {
   const end = await counterValue(db.sql)
-  const problems = end - start === run.counterAnswers ? [] : [{
-    check: 'the counter moved by other than the GET /counter answered',
-    note: `moved by ${end - start}, ${run.counterAnswers} GET /counter were answered 2xx (a HEAD or refused request counted?)`
-  }]
-  tally!.record('counter', 'cluster counter', undefined, problems, { what: 'counter before vs after the hostile phase', request: '-', answer: `${start} → ${end}` })
+  const problems =
+    end - start === run.counterAnswers
+      ? []
+      : [
+          {
+            check: 'the counter moved by other than the GET /counter answered',
+            note: `moved by ${end - start}, ${run.counterAnswers} GET /counter were answered 2xx (a HEAD or refused request counted?)`
+          }
+        ]
+  tally!.record('counter', 'cluster counter', undefined, problems, {
+    what: 'counter before vs after the hostile phase',
+    request: '-',
+    answer: `${start} → ${end}`
+  })
 }
 
 /** For the reader of a 503 from load shedding: how many requests each replica shed, and why. */
-async function printShedding () {
+async function printShedding() {
   for (const [i, server] of servers.entries()) {
     try {
       const text = await (await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(3000) })).text()
@@ -226,11 +280,14 @@ async function printShedding () {
   }
 }
 
-async function bothAlive () {
+async function bothAlive() {
   for (const [i, server] of servers.entries()) {
     let problem: Problem | undefined
     if (server.child.exitCode !== null || server.child.signalCode !== null) {
-      problem = { check: 'replica died', note: `exit ${server.child.exitCode ?? server.child.signalCode}; last output: ${snippet(server.output().slice(-1500), 1500)}` }
+      problem = {
+        check: 'replica died',
+        note: `exit ${server.child.exitCode ?? server.child.signalCode}; last output: ${snippet(server.output().slice(-1500), 1500)}`
+      }
     } else {
       try {
         const res = await fetch(`${server.url}/health`, { signal: AbortSignal.timeout(3000) })
@@ -239,7 +296,11 @@ async function bothAlive () {
         problem = { check: 'replica unhealthy', note: `/health: ${(error as Error).message}` }
       }
     }
-    tally!.record('liveness', `replica ${i === 0 ? 'A' : 'B'}`, undefined, problem ? [problem] : [], { what: 'alive and answering /health', request: 'GET /health', answer: problem?.note ?? '200' })
+    tally!.record('liveness', `replica ${i === 0 ? 'A' : 'B'}`, undefined, problem ? [problem] : [], {
+      what: 'alive and answering /health',
+      request: 'GET /health',
+      answer: problem?.note ?? '200'
+    })
   }
 }
 
@@ -247,33 +308,51 @@ async function bothAlive () {
  * The replicas' own account: every 5xx is logged at error level with its cause, also those no client
  * saw (the client had hung up). Each distinct cause is one failure; its stack's first frames say where.
  */
-function serverErrors () {
+function serverErrors() {
   for (const [i, server] of servers.entries()) {
-    const causes = new Map<string, { count: number, stack: string }>()
+    const causes = new Map<string, { count: number; stack: string }>()
     for (const line of logLines(server.output())) {
       if (typeof line.level !== 'number' || line.level < 50) continue
-      const err = line.err as { type?: string, message?: string, stack?: string } | undefined
+      const err = line.err as { type?: string; message?: string; stack?: string } | undefined
       const cause = `${String(line.msg)}${err ? `: ${err.type ?? 'Error'}: ${err.message ?? ''}` : ''}`.slice(0, 200)
-      const seen = causes.get(cause) ?? { count: 0, stack: (err?.stack ?? '').split('\n').slice(1, 4).map((frame) => frame.trim()).join(' < ') }
+      const seen = causes.get(cause) ?? {
+        count: 0,
+        stack: (err?.stack ?? '')
+          .split('\n')
+          .slice(1, 4)
+          .map((frame) => frame.trim())
+          .join(' < ')
+      }
       seen.count++
       causes.set(cause, seen)
     }
     const replica = `replica ${i === 0 ? 'A' : 'B'}`
     for (const [cause, { count, stack }] of causes) {
-      tally!.record('server-log', `${replica} log`, undefined, [{ check: `logged error "${cause}"`, note: `${count} times${stack ? `; ${stack}` : ''}` }], { what: 'errors in the replica log', request: '-', answer: '-' })
+      tally!.record(
+        'server-log',
+        `${replica} log`,
+        undefined,
+        [{ check: `logged error "${cause}"`, note: `${count} times${stack ? `; ${stack}` : ''}` }],
+        { what: 'errors in the replica log', request: '-', answer: '-' }
+      )
     }
-    if (causes.size === 0) tally!.record('server-log', `${replica} log`, undefined, [], { what: '', request: '', answer: '' })
+    if (causes.size === 0)
+      tally!.record('server-log', `${replica} log`, undefined, [], { what: '', request: '', answer: '' })
   }
 }
 
-async function main () {
-  log(`fuzz: seed ${seed} (FUZZ_SEED), ${only.length > 0 ? `cases ${only.join(', ')} (FUZZ_ONLY)` : `${caseCount} cases (FUZZ_CASES)`}, ${concurrency} in flight, deadline ${deadlineMs} ms`)
+async function main() {
+  log(
+    `fuzz: seed ${seed} (FUZZ_SEED), ${only.length > 0 ? `cases ${only.join(', ')} (FUZZ_ONLY)` : `${caseCount} cases (FUZZ_CASES)`}, ${concurrency} in flight, deadline ${deadlineMs} ms`
+  )
   tally = new Tally(seed)
   const database = await provideAdminUrl()
   cleanUp = () => database.stop()
   const db = await createDatabase({ migrated: true })
   cleanUp = async () => {
-    await Promise.all(servers.map((server) => Promise.race([server.stop(), sleep(5000).then(() => killGroup(server.child))])))
+    await Promise.all(
+      servers.map((server) => Promise.race([server.stop(), sleep(5000).then(() => killGroup(server.child))]))
+    )
     await db.drop().catch((error: Error) => log(`fuzz: could not drop the database: ${error.message}`))
     await database.stop()
   }
@@ -282,7 +361,11 @@ async function main () {
     servers = await Promise.all([spawnServer('serve', env), spawnServer('serve', env)])
     log(`fuzz: replicas A ${servers[0].url} and B ${servers[1].url} on one database (${elapsed()})`)
     const ctx = await setUp([servers[0].url, servers[1].url], db.sql)
-    const run: Run = { ctx, agents: servers.map(() => new Agent({ keepAlive: true, maxSockets: concurrency })), counterAnswers: 0 }
+    const run: Run = {
+      ctx,
+      agents: servers.map(() => new Agent({ keepAlive: true, maxSockets: concurrency })),
+      counterAnswers: 0
+    }
     const before = await snapshot(db.sql, { sessionIdleMs })
     log(`fuzz: setup done, ${rowCount(before)} rows (${elapsed()})`)
 
@@ -291,7 +374,13 @@ async function main () {
     // Room after the last case for the state checks and the clean-up.
     const notRun = await hostilePhase(run, started + deadlineMs - Math.min(15_000, deadlineMs / 4))
     if (notRun > 0) {
-      tally.record('deadline', 'hostile phase', undefined, [{ check: 'cases not run before the deadline', note: `${notRun} cases left (FUZZ_DEADLINE_MS=${deadlineMs})` }], { what: '', request: '-', answer: '-' })
+      tally.record(
+        'deadline',
+        'hostile phase',
+        undefined,
+        [{ check: 'cases not run before the deadline', note: `${notRun} cases left (FUZZ_DEADLINE_MS=${deadlineMs})` }],
+        { what: '', request: '-', answer: '-' }
+      )
     }
     log(`fuzz: hostile phase done (${elapsed()})`)
     for (const agent of run.agents) agent.destroy()

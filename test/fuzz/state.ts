@@ -29,8 +29,8 @@ export type Snapshot = Map<string, Set<string>>
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`
 
-export async function snapshot (sql: Sql, { sessionIdleMs }: { sessionIdleMs: number }): Promise<Snapshot> {
-  const columns = await sql<{ table: string, column: string }[]>`
+export async function snapshot(sql: Sql, { sessionIdleMs }: { sessionIdleMs: number }): Promise<Snapshot> {
+  const columns = await sql<{ table: string; column: string }[]>`
     select c.table_name as table, c.column_name as column
       from information_schema.columns c
       join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
@@ -46,7 +46,8 @@ export async function snapshot (sql: Sql, { sessionIdleMs }: { sessionIdleMs: nu
   for (const [table, names] of byTable) {
     const where = filters[table] ? ` where ${filters[table]}` : ''
     const rows = await sql.unsafe<{ row: string }[]>(
-      `select json_build_object(${names.map((name) => `'${name.replaceAll("'", "''")}', ${quote(name)}`).join(', ')})::text as row from ${quote(table)}${where}`)
+      `select json_build_object(${names.map((name) => `'${name.replaceAll("'", "''")}', ${quote(name)}`).join(', ')})::text as row from ${quote(table)}${where}`
+    )
     result.set(table, new Set(rows.map(({ row }) => row)))
   }
   return result
@@ -59,7 +60,7 @@ export interface TableChange {
 }
 
 /** Rows in one snapshot and not the other, by table (an updated row shows as one removed and one added). */
-export function compare (before: Snapshot, after: Snapshot): TableChange[] {
+export function compare(before: Snapshot, after: Snapshot): TableChange[] {
   const tables = new Set([...before.keys(), ...after.keys()])
   const changes: TableChange[] = []
   for (const table of [...tables].sort()) {
@@ -72,12 +73,12 @@ export function compare (before: Snapshot, after: Snapshot): TableChange[] {
   return changes
 }
 
-export function rowCount (snap: Snapshot): number {
+export function rowCount(snap: Snapshot): number {
   return [...snap.values()].reduce((sum, rows) => sum + rows.size, 0)
 }
 
 /** The cluster counter as PostgreSQL holds it (the fuzz servers run without Redis). */
-export async function counterValue (sql: Sql): Promise<number> {
+export async function counterValue(sql: Sql): Promise<number> {
   const [row] = await sql<{ value: string }[]>`select value from counters where name = 'requests'`
   return Number(row?.value ?? Number.NaN)
 }

@@ -17,16 +17,22 @@ const streamReadMs = 400
  * `/../` and re-encode it). Bounded by `timeoutMs`. A kept-alive socket the server closed just as it
  * was reused is retried once on a fresh one, as Node's documentation advises: the server never saw it.
  */
-export async function send (agent: Agent, port: number, c: HttpCase, timeoutMs: number): Promise<Outcome> {
+export async function send(agent: Agent, port: number, c: HttpCase, timeoutMs: number): Promise<Outcome> {
   const first = await attempt(agent, port, c, timeoutMs)
-  if ('retry' in first) return attempt(agent, port, c, timeoutMs).then((again) => ('retry' in again ? { error: again.error } : again))
+  if ('retry' in first)
+    return attempt(agent, port, c, timeoutMs).then((again) => ('retry' in again ? { error: again.error } : again))
   return first
 }
 
-function attempt (agent: Agent, port: number, c: HttpCase, timeoutMs: number): Promise<Outcome | { retry: true, error: string }> {
+function attempt(
+  agent: Agent,
+  port: number,
+  c: HttpCase,
+  timeoutMs: number
+): Promise<Outcome | { retry: true; error: string }> {
   return new Promise((resolve) => {
     let settled = false
-    const finish = (outcome: Outcome | { retry: true, error: string }) => {
+    const finish = (outcome: Outcome | { retry: true; error: string }) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -48,13 +54,17 @@ function attempt (agent: Agent, port: number, c: HttpCase, timeoutMs: number): P
     }, timeoutMs)
     req.on('response', (res) => {
       const chunks: Buffer[] = []
-      const done = () => finish({ answer: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) } })
+      const done = () =>
+        finish({ answer: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) } })
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.on('end', done)
       res.on('error', done)
       res.on('aborted', done)
       if (c.expect === 'stream' && /event-stream/.test(String(res.headers['content-type']))) {
-        setTimeout(() => { done(); req.destroy() }, streamReadMs)
+        setTimeout(() => {
+          done()
+          req.destroy()
+        }, streamReadMs)
       }
     })
     req.on('error', (error: NodeJS.ErrnoException) => {

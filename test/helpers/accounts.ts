@@ -4,7 +4,11 @@ import { request } from './http.js'
 export const newEmail = () => `user-${randomBytes(5).toString('hex')}@example.com`
 
 /** Registers a fresh user (with names, if given) and logs in: the bearer token and the cookie header of that session. */
-export async function signUp(base: string, password = 'correct horse battery', names: { firstName?: string, lastName?: string } = {}) {
+export async function signUp(
+  base: string,
+  password = 'correct horse battery',
+  names: { firstName?: string; lastName?: string } = {}
+) {
   const email = newEmail()
   const created = await request(base, 'POST', '/api/users', { json: { email, password, ...names } })
   if (created.status !== 201) throw new Error(`register failed: ${created.status} ${created.text}`)

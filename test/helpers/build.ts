@@ -12,7 +12,7 @@ const sourceRoots = ['src', 'web']
 /** Set by test/run.ts once dist/ is fresh, so an edit during a long run does not fail the files after it. */
 export const freshBuildVariable = 'TANDEM_TEST_BUILD_FRESH'
 
-function newestSource(): { file: string, mtimeMs: number } {
+function newestSource(): { file: string; mtimeMs: number } {
   let newest = { file: '', mtimeMs: 0 }
   for (const root of sourceRoots) {
     for (const relative of readdirSync(path.join(projectRoot, root), { recursive: true, encoding: 'utf8' })) {
@@ -42,8 +42,10 @@ export function assertFreshBuild() {
   if (checked || process.env[freshBuildVariable] === '1') return
   const stale = staleBuild()
   if (stale) {
-    throw new Error(`STALE BUILD: this test spawns replicas from dist/, but ${stale}. ` +
-      'Run `npm run build` first, or run the tests with `npm test`, which builds.')
+    throw new Error(
+      `STALE BUILD: this test spawns replicas from dist/, but ${stale}. ` +
+        'Run `npm run build` first, or run the tests with `npm test`, which builds.'
+    )
   }
   checked = true
 }

@@ -8,7 +8,8 @@ export const quietLog = createLogger({ production: true, logLevel: 'silent' })
 
 export function adminUrl(): string {
   const url = process.env.TANDEM_TEST_ADMIN_URL ?? process.env.DATABASE_URL
-  if (!url) throw new Error('run the tests with `npm test` (or set DATABASE_URL to a PostgreSQL you can create databases on)')
+  if (!url)
+    throw new Error('run the tests with `npm test` (or set DATABASE_URL to a PostgreSQL you can create databases on)')
   return url
 }
 
@@ -28,7 +29,11 @@ export interface TestDatabase {
  * `statementTimeoutMs` and `lockTimeoutMs` give its pool the deadlines a served replica has
  * (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_LOCK_TIMEOUT_MS).
  */
-export async function createDatabase({ migrated = false, statementTimeoutMs = 0, lockTimeoutMs = 0 } = {}): Promise<TestDatabase> {
+export async function createDatabase({
+  migrated = false,
+  statementTimeoutMs = 0,
+  lockTimeoutMs = 0
+} = {}): Promise<TestDatabase> {
   const name = `tandem_test_${randomBytes(6).toString('hex')}`
   const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} })
   await admin.unsafe(`create database ${name}`)
@@ -42,14 +47,20 @@ export async function createDatabase({ migrated = false, statementTimeoutMs = 0,
     async holdLock(statement) {
       const holder = postgres(url.toString(), { max: 1, onnotice: () => {} })
       let release!: () => void
-      const released = new Promise<void>((resolve) => { release = resolve })
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
       let locked!: () => void
-      const holding = new Promise<void>((resolve) => { locked = resolve })
-      const done = holder.begin(async (tx) => {
-        await statement(tx)
-        locked()
-        await released
-      }).finally(() => holder.end({ timeout: 1 }))
+      const holding = new Promise<void>((resolve) => {
+        locked = resolve
+      })
+      const done = holder
+        .begin(async (tx) => {
+          await statement(tx)
+          locked()
+          await released
+        })
+        .finally(() => holder.end({ timeout: 1 }))
       await holding
       return async () => {
         release()

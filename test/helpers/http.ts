@@ -1,4 +1,5 @@
-export interface Response<T = any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export interface Response<T = any> {
   status: number
   headers: Headers
   body: T
@@ -10,7 +11,7 @@ export async function request<T = any>( // eslint-disable-line @typescript-eslin
   base: string,
   method: string,
   path: string,
-  { json, body, headers = {} }: { json?: unknown, body?: string | Buffer, headers?: Record<string, string> } = {}
+  { json, body, headers = {} }: { json?: unknown; body?: string | Buffer; headers?: Record<string, string> } = {}
 ): Promise<Response<T>> {
   const init: RequestInit = { method, headers: { ...headers } }
   if (json !== undefined) {
@@ -27,5 +28,7 @@ export async function request<T = any>( // eslint-disable-line @typescript-eslin
 
 export const client = (base: string) => ({
   get: <T = any>(path: string, headers?: Record<string, string>) => request<T>(base, 'GET', path, { headers }), // eslint-disable-line @typescript-eslint/no-explicit-any
-  post: <T = any>(path: string, json: unknown, headers?: Record<string, string>) => request<T>(base, 'POST', path, { json, headers }) // eslint-disable-line @typescript-eslint/no-explicit-any
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  post: <T = any>(path: string, json: unknown, headers?: Record<string, string>) =>
+    request<T>(base, 'POST', path, { json, headers })
 })

@@ -7,13 +7,15 @@ import { connect as connectTls } from 'node:tls'
 import { freePort, hasExited, launch, projectRoot, stopLaunched, type Launched } from './processes.js'
 
 /** The one place nginx is looked for, by the tests and the benchmarks alike: Debian's, a source build's, others'. */
-export const nginxBinary = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']
-  .find((candidate) => spawnSync(candidate, ['-v']).status === 0)
+export const nginxBinary = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find(
+  (candidate) => spawnSync(candidate, ['-v']).status === 0
+)
 
 /** Why the nginx cases cannot run here, or undefined when they can. */
 export function nginxSkipReason(): string | undefined {
   if (nginxBinary) return undefined
-  const reason = 'SKIPPED: nginx is not installed (apt-get install -y nginx; .ci/run does) — the nginx topology cases did not run'
+  const reason =
+    'SKIPPED: nginx is not installed (apt-get install -y nginx; .ci/run does) — the nginx topology cases did not run'
   console.warn(`\n*** ${reason} ***\n`)
   return reason
 }
@@ -23,9 +25,7 @@ export async function localNginxConf(upstreams: string[], port: number): Promise
   const conf = await readFile(path.join(projectRoot, 'deploy/nginx/nginx.conf'), 'utf8')
   const shipped = /server api:8080([^;]*);/.exec(conf)
   const servers = upstreams.map((address) => `server ${address}${shipped?.[1] ?? ''};`).join('\n    ')
-  const local = conf
-    .replace(/server api:8080[^;]*;/, servers)
-    .replace(/listen 9999;/, `listen 127.0.0.1:${port};`)
+  const local = conf.replace(/server api:8080[^;]*;/, servers).replace(/listen 9999;/, `listen 127.0.0.1:${port};`)
   if (local === conf) throw new Error('deploy/nginx/nginx.conf no longer has the lines this test rewrites')
   return local
 }
@@ -46,7 +46,7 @@ export async function localTlsConf(port: number, cert: string, key: string): Pro
 
 export interface NginxOptions {
   /** Also serve deploy/nginx/tls.conf, on `port` (a free one if not given), with this certificate and key (PEM files). */
-  tls?: { cert: string, key: string, port?: number }
+  tls?: { cert: string; key: string; port?: number }
   /** Worker processes instead of the shipped `auto` (a benchmark runs one, pinned beside the replicas). */
   workers?: number
   /** CPUs to run on (taskset). */
@@ -75,7 +75,9 @@ export interface NginxProcess extends Launched {
  * number of workers. As root, workers stay root so they can reach the run's directory.
  */
 function adapt(conf: string, dir: string, workers: number | 'auto'): string {
-  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `${kind}_temp_path ${path.join(dir, kind)};`).join('\n  ')
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((kind) => `${kind}_temp_path ${path.join(dir, kind)};`)
+    .join('\n  ')
   const rewrites: Array<[RegExp, string]> = [
     [/include \/etc\/nginx\/tandem\.d\/\*\.conf;/, `include ${path.join(dir, 'tandem.d')}/*.conf;`],
     [/access_log \/var\/log\/nginx\/access\.log /, `access_log ${path.join(dir, 'logs', 'access.log')} `],
@@ -83,7 +85,8 @@ function adapt(conf: string, dir: string, workers: number | 'auto'): string {
     [/^http \{/m, `http {\n  ${temp}`]
   ]
   return rewrites.reduce((text, [line, local]) => {
-    if (!line.test(text)) throw new Error(`deploy/nginx/nginx.conf no longer has the line the harness rewrites (${line})`)
+    if (!line.test(text))
+      throw new Error(`deploy/nginx/nginx.conf no longer has the line the harness rewrites (${line})`)
     return text.replace(line, local)
   }, conf)
 }
@@ -93,17 +96,24 @@ function adapt(conf: string, dir: string, workers: number | 'auto'): string {
  * (host:port), in a process group of its own, with its pid, logs and temporary files in a
  * directory of its own.
  */
-export async function startNginx(upstreams: string[], { tls, workers, cpus }: NginxOptions = {}): Promise<NginxProcess> {
+export async function startNginx(
+  upstreams: string[],
+  { tls, workers, cpus }: NginxOptions = {}
+): Promise<NginxProcess> {
   if (!nginxBinary) throw new Error('nginx is not installed (apt-get install -y nginx)')
   const dir = await mkdtemp(path.join(tmpdir(), 'tandem-nginx-'))
   await mkdir(path.join(dir, 'logs'))
   await mkdir(path.join(dir, 'tandem.d'))
   const port = await freePort()
-  const tlsPort = tls ? tls.port ?? await freePort() : undefined
+  const tlsPort = tls ? (tls.port ?? (await freePort())) : undefined
   const confFile = path.join(dir, 'nginx.conf')
   await writeFile(confFile, adapt(await localNginxConf(upstreams, port), dir, workers ?? 'auto'))
   if (tls) await writeFile(path.join(dir, 'tandem.d', 'tls.conf'), await localTlsConf(tlsPort!, tls.cert, tls.key))
-  const launched = launch('nginx', [nginxBinary, '-p', dir, '-c', confFile, '-g', `daemon off; pid ${dir}/nginx.pid;`], { cpus })
+  const launched = launch(
+    'nginx',
+    [nginxBinary, '-p', dir, '-c', confFile, '-g', `daemon off; pid ${dir}/nginx.pid;`],
+    { cpus }
+  )
   const stop = async () => {
     await stopLaunched(launched, { signal: 'SIGQUIT', groupSignal: false, graceMs: 10_000 })
     await rm(dir, { recursive: true, force: true })
@@ -133,7 +143,13 @@ async function waitForStatus(url: string, nginx: Launched) {
   for (const deadline = Date.now() + 10_000; ; await sleep(50)) {
     if (hasExited(nginx.child)) throw new Error(`nginx exited: ${nginx.output()}`)
     if (Date.now() > deadline) throw new Error(`nginx did not listen within 10 s: ${nginx.output()}`)
-    if (await fetch(`${url}/nginx_status`).then((res) => res.ok, () => false)) return
+    if (
+      await fetch(`${url}/nginx_status`).then(
+        (res) => res.ok,
+        () => false
+      )
+    )
+      return
   }
 }
 
@@ -147,7 +163,10 @@ async function waitForTls(port: number, errors: () => string) {
         resolve(true)
       })
       socket.on('error', () => resolve(false))
-      socket.on('timeout', () => { socket.destroy(); resolve(false) })
+      socket.on('timeout', () => {
+        socket.destroy()
+        resolve(false)
+      })
     })
     if (ok) return
   }

@@ -23,7 +23,7 @@ export async function removeDataDir(dataDir: string) {
 }
 
 /** The running postmaster of DATA_DIR: pid and port, lines 1 and 4 of postmaster.pid. */
-export async function readPostmaster(dataDir: string): Promise<{ pid: number, port: number }> {
+export async function readPostmaster(dataDir: string): Promise<{ pid: number; port: number }> {
   const postmaster = await readLockFile(path.join(dataDir, 'pg'))
   if (!postmaster) throw new Error(`no postmaster.pid in ${dataDir}/pg: PostgreSQL is not running there`)
   return postmaster
@@ -50,9 +50,18 @@ export interface DatabaseProcess extends Launched {
 }
 
 /** `node dist/main.js postgres`: the embedded PostgreSQL alone (on a fixed port, if given), until SIGTERM. */
-export async function startDatabaseCommand(dataDir: string, port?: number, options: { cpus?: string, env?: Record<string, string> } = {}): Promise<DatabaseProcess> {
+export async function startDatabaseCommand(
+  dataDir: string,
+  port?: number,
+  options: { cpus?: string; env?: Record<string, string> } = {}
+): Promise<DatabaseProcess> {
   const fixedPort: Record<string, string> = port === undefined ? {} : { EMBEDDED_POSTGRES_PORT: String(port) }
-  const launched = launchMain('postgres', ['postgres'], { ...options.env, DATA_DIR: dataDir, ...fixedPort }, { cpus: options.cpus })
+  const launched = launchMain(
+    'postgres',
+    ['postgres'],
+    { ...options.env, DATA_DIR: dataDir, ...fixedPort },
+    { cpus: options.cpus }
+  )
   try {
     const url = await waitForLine(launched, /^DATABASE_URL=(\S+)$/m)
     return { ...launched, url, stop: () => stopCommand(launched) }

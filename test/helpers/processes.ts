@@ -91,8 +91,14 @@ export interface StopOptions {
 }
 
 /** The polite signal, then SIGKILL of the group after the grace period; done once `pid` is gone. */
-export async function stopGroup(pid: number, { signal: polite = 'SIGTERM', groupSignal = true, graceMs = 10_000, exited }: StopOptions = {}) {
-  for (const [sent, waitMs] of [[polite, graceMs], ['SIGKILL', 2000]] as const) {
+export async function stopGroup(
+  pid: number,
+  { signal: polite = 'SIGTERM', groupSignal = true, graceMs = 10_000, exited }: StopOptions = {}
+) {
+  for (const [sent, waitMs] of [
+    [polite, graceMs],
+    ['SIGKILL', 2000]
+  ] as const) {
     if (isGone(pid)) return
     signal(sent === 'SIGKILL' || groupSignal ? -pid : pid, sent)
     const deadline = Date.now() + waitMs
@@ -121,8 +127,13 @@ export async function waitHealthy(url: string, watched: Launched[], timeoutMs = 
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(100)) {
     const dead = watched.find((launched) => hasExited(launched.child))
     if (dead) throw new Error(`${dead.name} exited during start-up:\n${dead.output()}`)
-    const ok = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) }).then((res) => res.ok, () => false)
+    const ok = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) }).then(
+      (res) => res.ok,
+      () => false
+    )
     if (ok) return
   }
-  throw new Error(`${url}/health did not answer within ${timeoutMs / 1000} s:\n${watched.map((launched) => launched.output()).join('\n')}`)
+  throw new Error(
+    `${url}/health did not answer within ${timeoutMs / 1000} s:\n${watched.map((launched) => launched.output()).join('\n')}`
+  )
 }

@@ -40,8 +40,19 @@ export async function startRedisServer(): Promise<RedisServer> {
     url,
     async start() {
       redis = launch('redis-server', [
-        redisServerBinary!, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-        '--appendonly', 'yes', '--appendfsync', 'always'
+        redisServerBinary!,
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always'
       ])
       await waitForPing(url, redis)
     },
@@ -60,7 +71,7 @@ export async function startRedisServer(): Promise<RedisServer> {
 }
 
 async function waitForPing(url: string, redis: Launched) {
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
     if (hasExited(redis.child)) throw new Error(`redis-server exited with ${redis.child.exitCode}: ${redis.output()}`)
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
     probe.on('error', () => {})

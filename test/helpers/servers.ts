@@ -6,7 +6,17 @@ import { createSql, type Sql } from '../../src/db/pool.js'
 import { createRedis } from '../../src/db/redis.js'
 import { assertFreshBuild } from './build.js'
 import { quietLog } from './database.js'
-import { freePort, hasExited, killGroup, launch, mainScript, waitHealthy, waitForLine, type Launched, type LaunchOptions } from './processes.js'
+import {
+  freePort,
+  hasExited,
+  killGroup,
+  launch,
+  mainScript,
+  waitHealthy,
+  waitForLine,
+  type Launched,
+  type LaunchOptions
+} from './processes.js'
 
 export { killGroup, mainScript, projectRoot } from './processes.js'
 
@@ -29,7 +39,10 @@ export const testLimits: Record<string, string> = {
 }
 
 /** The real app in this process, listening on 127.0.0.1 on a free port. */
-export async function startApp(sql: Sql, env: Record<string, string> = {}): Promise<{ url: string, app: FastifyInstance }> {
+export async function startApp(
+  sql: Sql,
+  env: Record<string, string> = {}
+): Promise<{ url: string; app: FastifyInstance }> {
   const app = await buildApp({ config: testConfig(env), sql })
   return { url: await listen(app), app }
 }
@@ -52,7 +65,9 @@ export async function startReplica(env: Record<string, string>): Promise<AppRepl
   const config = testConfig(env)
   if (!config.databaseUrl) throw new Error('startReplica needs DATABASE_URL')
   const sql = createSql(config.databaseUrl, {
-    max: config.databasePoolMax, statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs
+    max: config.databasePoolMax,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+    lockTimeoutMs: config.databaseLockTimeoutMs
   })
   await migrate(sql, quietLog)
   const redis = config.redisUrl ? createRedis(config.redisUrl, quietLog) : undefined
@@ -70,7 +85,8 @@ export async function startReplica(env: Record<string, string>): Promise<AppRepl
   }
 }
 
-const testConfig = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...testLimits, ...env })
+const testConfig = (env: Record<string, string>) =>
+  loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...testLimits, ...env })
 
 async function listen(app: FastifyInstance): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -110,7 +126,10 @@ export async function spawnServer(
 ): Promise<ServerProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort()
   // `start` logs at info so its "Tandem listening" line (every worker up) can be waited for.
-  const defaults = { LOG_LEVEL: command === 'start' ? 'info' : 'warn', ...(production ? { NODE_ENV: 'production' } : testLimits) }
+  const defaults = {
+    LOG_LEVEL: command === 'start' ? 'info' : 'warn',
+    ...(production ? { NODE_ENV: 'production' } : testLimits)
+  }
   const fullEnv = { ...defaults, ...env, PORT: String(port) }
   const launched = launchMain(`${command} :${port}`, [command], fullEnv, { cpus, keepChars })
   const { child, exited } = launched
@@ -127,7 +146,8 @@ export async function spawnServer(
   try {
     await waitHealthy(server.url, [launched], timeoutMs)
     // One worker answering /health is not all of them: the primary says (at info) when every worker listens.
-    if (command === 'start' && announces(fullEnv.LOG_LEVEL)) await waitForLine(launched, /(Tandem listening)/, timeoutMs)
+    if (command === 'start' && announces(fullEnv.LOG_LEVEL))
+      await waitForLine(launched, /(Tandem listening)/, timeoutMs)
   } catch (error) {
     killGroup(child)
     throw error
@@ -138,7 +158,12 @@ export async function spawnServer(
 const announces = (level: string) => ['trace', 'debug', 'info'].includes(level)
 
 /** `node dist/main.js <args>` in a process group of its own, as a test (NODE_ENV=test) unless `env` says otherwise. */
-export function launchMain(name: string, args: string[], env: Record<string, string>, options: Omit<LaunchOptions, 'env'> = {}): Launched {
+export function launchMain(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  options: Omit<LaunchOptions, 'env'> = {}
+): Launched {
   assertFreshBuild()
   return launch(name, [process.execPath, '--enable-source-maps', mainScript, ...args], {
     ...options,

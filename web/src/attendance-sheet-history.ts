@@ -14,19 +14,20 @@ const submit = form.querySelector<HTMLButtonElement>('button[type=submit]')!
 const sheetView = createSheetController({ heading: byId('sheet-heading') })
 byId('sheet-grid').hidden = true
 
-function showEmpty (text: string | null): void {
+function showEmpty(text: string | null): void {
   byId('history-empty-text').textContent = text ?? ''
   emptyBox.hidden = text === null
 }
 
-function options (select: HTMLSelectElement, placeholder: string, items: { value: string, label: string }[]): void {
+function options(select: HTMLSelectElement, placeholder: string, items: { value: string; label: string }[]): void {
   select.replaceChildren(
     element('option', { text: placeholder, attributes: { value: '' } }),
     ...items.map(({ value, label }) => element('option', { text: label, attributes: { value } }))
   )
 }
 
-const scheduleLabel = (sheet: SheetSummary) => `${sheet.summary ?? 'No summary'} | ${formatDateTime(sheet.registerTimestamp)}`
+const scheduleLabel = (sheet: SheetSummary) =>
+  `${sheet.summary ?? 'No summary'} | ${formatDateTime(sheet.registerTimestamp)}`
 
 unit.addEventListener('change', async () => {
   showMessages(errors, [])
@@ -36,13 +37,20 @@ unit.addEventListener('change', async () => {
   const chosen = unit.value
   if (chosen === '') return
   try {
-    const { attendances } = await api<{ attendances: SheetSummary[] }>('GET', `/api/attendance/sheets/${encodeURIComponent(chosen)}`)
+    const { attendances } = await api<{ attendances: SheetSummary[] }>(
+      'GET',
+      `/api/attendance/sheets/${encodeURIComponent(chosen)}`
+    )
     if (unit.value !== chosen) return
     if (attendances.length === 0) {
       showEmpty('No attendance sheets for this course unit.')
       return
     }
-    options(schedule, 'Choose a schedule', attendances.map((sheet) => ({ value: sheet.id, label: scheduleLabel(sheet) })))
+    options(
+      schedule,
+      'Choose a schedule',
+      attendances.map((sheet) => ({ value: sheet.id, label: scheduleLabel(sheet) }))
+    )
     byId('schedule-field').hidden = false
   } catch (error) {
     showMessages(errors, (error as ApiError).lines)
@@ -65,15 +73,27 @@ form.addEventListener('submit', async (event) => {
   // A sheet chosen after this one is shown instead, and says so itself.
   if (outcome === 'superseded') return
   if (outcome !== 'shown') {
-    showMessages(problem, outcome === 'not-yours' ? ['This attendance sheet is not yours.'] : error?.lines ?? ['The attendance sheet could not be loaded.'])
+    showMessages(
+      problem,
+      outcome === 'not-yours'
+        ? ['This attendance sheet is not yours.']
+        : (error?.lines ?? ['The attendance sheet could not be loaded.'])
+    )
   }
-  section.scrollIntoView({ behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth', block: 'start' })
+  section.scrollIntoView({
+    behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth',
+    block: 'start'
+  })
 })
 
 await startShell()
 try {
   const units = await api<CourseUnit[]>('GET', '/api/course_units/my')
-  options(unit, 'Choose a course unit', units.map((u) => ({ value: String(u.id), label: u.name })))
+  options(
+    unit,
+    'Choose a course unit',
+    units.map((u) => ({ value: String(u.id), label: u.name }))
+  )
   if (units.length === 0) showEmpty('You have not created any attendance sheets yet.')
 } catch (error) {
   showMessages(errors, [`Your course units could not be loaded. ${(error as ApiError).message}`])

@@ -15,15 +15,18 @@ const passwordErrors = byId('password-errors')
 
 type Problem = [HTMLInputElement, string]
 
-function report (form: HTMLFormElement, box: HTMLElement, problems: Problem[]): boolean {
+function report(form: HTMLFormElement, box: HTMLElement, problems: Problem[]): boolean {
   clearInvalid(form)
   for (const [input] of problems) markInvalid(input, true)
-  showMessages(box, problems.map(([, message]) => message))
+  showMessages(
+    box,
+    problems.map(([, message]) => message)
+  )
   problems[0]?.[0].focus()
   return problems.length === 0
 }
 
-function fill (user: User): void {
+function fill(user: User): void {
   byId<HTMLInputElement>('profile-email').value = user.email
   byId<HTMLInputElement>('password-username').defaultValue = user.email
   firstName.value = user.firstName
@@ -37,9 +40,11 @@ profileForm.addEventListener('submit', async (event) => {
   if (lastName.value.trim().length < 3) problems.push([lastName, 'Last name needs at least 3 characters!'])
   if (!report(profileForm, profileErrors, problems)) return
   try {
-    const user = await busy(profileForm.querySelector('button')!, () => api<User>('PATCH', '/api/users/me', {
-      body: { firstName: firstName.value.trim(), lastName: lastName.value.trim() }
-    }))
+    const user = await busy(profileForm.querySelector('button')!, () =>
+      api<User>('PATCH', '/api/users/me', {
+        body: { firstName: firstName.value.trim(), lastName: lastName.value.trim() }
+      })
+    )
     fill(user)
     showUser(user)
     await showMessage('Profile updated.')
@@ -56,9 +61,11 @@ passwordForm.addEventListener('submit', async (event) => {
   if (fresh.value !== repeat.value) problems.push([repeat, 'Passwords do not match!'])
   if (!report(passwordForm, passwordErrors, problems)) return
   try {
-    await busy(passwordForm.querySelector('button')!, () => api('PUT', '/api/users/me/password', {
-      body: { currentPassword: current.value, newPassword: fresh.value }
-    }))
+    await busy(passwordForm.querySelector('button')!, () =>
+      api('PUT', '/api/users/me/password', {
+        body: { currentPassword: current.value, newPassword: fresh.value }
+      })
+    )
     passwordForm.reset()
     await showMessage('Password updated.', { text: 'Your other devices have been logged out.' })
   } catch (error) {

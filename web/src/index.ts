@@ -9,7 +9,7 @@ const summary = byId<HTMLInputElement>('summary')
 const errors = byId('create-errors')
 const submit = form.querySelector<HTMLButtonElement>('button[type=submit]')!
 
-function fillSelect (select: HTMLSelectElement, placeholder: string, options: { value: string, label: string }[]): void {
+function fillSelect(select: HTMLSelectElement, placeholder: string, options: { value: string; label: string }[]): void {
   select.replaceChildren(
     element('option', { text: placeholder, attributes: { value: '' } }),
     ...options.map(({ value, label }) => element('option', { text: label, attributes: { value } }))
@@ -26,7 +26,11 @@ department.addEventListener('change', async () => {
   try {
     const units = await api<CourseUnit[]>('GET', `/api/department/${encodeURIComponent(chosen)}/course_units`)
     if (department.value !== chosen) return
-    fillSelect(courseUnit, 'Choose a course unit', units.map((unit) => ({ value: String(unit.id), label: unit.name })))
+    fillSelect(
+      courseUnit,
+      'Choose a course unit',
+      units.map((unit) => ({ value: String(unit.id), label: unit.name }))
+    )
   } catch (error) {
     showMessages(errors, (error as ApiError).lines)
   }
@@ -44,9 +48,11 @@ form.addEventListener('submit', async (event) => {
   showMessages(errors, [])
   const text = summary.value.trim()
   try {
-    const { attendanceId } = await busy(submit, () => api<{ attendanceId: string }>('POST', '/api/attendance/sheet/new', {
-      body: { courseUnit: Number(courseUnit.value), ...(text !== '' && { summary: text }) }
-    }))
+    const { attendanceId } = await busy(submit, () =>
+      api<{ attendanceId: string }>('POST', '/api/attendance/sheet/new', {
+        body: { courseUnit: Number(courseUnit.value), ...(text !== '' && { summary: text }) }
+      })
+    )
     location.assign(`attendance-sheet.html?id=${encodeURIComponent(attendanceId)}`)
   } catch (error) {
     showMessages(errors, (error as ApiError).lines)
@@ -56,7 +62,14 @@ form.addEventListener('submit', async (event) => {
 await startShell()
 try {
   const departments = await api<Department[]>('GET', '/api/department/all')
-  fillSelect(department, 'Choose a department', departments.map((d) => ({ value: String(d.id), label: d.initials && d.initials !== d.name ? `${d.name} (${d.initials})` : d.name })))
+  fillSelect(
+    department,
+    'Choose a department',
+    departments.map((d) => ({
+      value: String(d.id),
+      label: d.initials && d.initials !== d.name ? `${d.name} (${d.initials})` : d.name
+    }))
+  )
 } catch (error) {
   showMessages(errors, [`The departments could not be loaded. ${(error as ApiError).message}`])
 }

@@ -20,13 +20,13 @@ export class LiveUpdates {
   private retryMs = firstRetryMs
   private retryAt = 0
 
-  constructor (
+  constructor(
     private readonly eventsUrl: string,
     private readonly onChange: (reason: string) => Promise<void>,
     private readonly showMode: (mode: RefreshMode) => void
   ) {}
 
-  start (): void {
+  start(): void {
     if (this.active) return
     this.active = true
     this.showMode('poll')
@@ -34,7 +34,7 @@ export class LiveUpdates {
     else this.schedulePoll()
   }
 
-  stop (): void {
+  stop(): void {
     this.active = false
     this.source?.close()
     this.source = null
@@ -43,15 +43,15 @@ export class LiveUpdates {
   }
 
   /** After a manual refresh the next poll waits a full period again. */
-  restartPoll (): void {
+  restartPoll(): void {
     if (this.timer !== null) this.schedulePoll()
   }
 
-  private mayListen (): boolean {
+  private mayListen(): boolean {
     return typeof EventSource !== 'undefined' && Date.now() >= this.retryAt
   }
 
-  private listen (): void {
+  private listen(): void {
     const source = new EventSource(this.eventsUrl)
     this.source = source
     // Changes between the last load and the stream opening would be missed: reload once it is open.
@@ -60,7 +60,9 @@ export class LiveUpdates {
       this.showMode('live')
       void this.onChange('connected')
     })
-    source.addEventListener('change', (event) => { void this.onChange(reasonOf(event as MessageEvent<string>)) })
+    source.addEventListener('change', (event) => {
+      void this.onChange(reasonOf(event as MessageEvent<string>))
+    })
     source.addEventListener('error', () => {
       if (this.source !== source) return
       source.close()
@@ -72,7 +74,7 @@ export class LiveUpdates {
     })
   }
 
-  private schedulePoll (): void {
+  private schedulePoll(): void {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = window.setTimeout(async () => {
       this.timer = null
@@ -86,7 +88,7 @@ export class LiveUpdates {
   }
 }
 
-function reasonOf (event: MessageEvent<string>): string {
+function reasonOf(event: MessageEvent<string>): string {
   try {
     const data: unknown = JSON.parse(event.data)
     return typeof data === 'object' && data !== null && typeof (data as { reason?: unknown }).reason === 'string'

@@ -8,12 +8,12 @@ const errors = byId('login-errors')
 const submit = form.querySelector<HTMLButtonElement>('button[type=submit]')!
 
 /** Where to go after logging in: back to the page that asked for it, if it is one of ours. */
-function nextPage (): string {
+function nextPage(): string {
   const next = new URLSearchParams(location.search).get('next') ?? ''
   return /^\/[\w-]+\.html(\?[\w=&%.-]*)?$/.test(next) ? next : 'index.html'
 }
 
-function showFailure (lines: string[], fieldsInvalid: boolean): void {
+function showFailure(lines: string[], fieldsInvalid: boolean): void {
   markInvalid(email, fieldsInvalid)
   markInvalid(password, fieldsInvalid)
   showMessages(errors, lines)

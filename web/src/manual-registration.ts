@@ -9,13 +9,13 @@ import { checkRegistration } from './registration.js'
 
 export interface ManualRegistrationOwner {
   /** Whether a sheet is shown: without one the form does nothing. */
-  hasSheet (): boolean
+  hasSheet(): boolean
   /** Signs the student in on the sheet shown now. */
-  register (student: { nmec: number, name: string }): Promise<void>
-  reloadList (): Promise<void>
+  register(student: { nmec: number; name: string }): Promise<void>
+  reloadList(): Promise<void>
 }
 
-export function setUpManualRegistration (owner: ManualRegistrationOwner, opener: HTMLButtonElement): void {
+export function setUpManualRegistration(owner: ManualRegistrationOwner, opener: HTMLButtonElement): void {
   const dialog = byId<HTMLDialogElement>('manual-dialog')
   const form = byId<HTMLFormElement>('manual-form')
   const nmecInput = byId<HTMLInputElement>('manual-nmec')
@@ -33,7 +33,11 @@ export function setUpManualRegistration (owner: ManualRegistrationOwner, opener:
 
   opener.addEventListener('click', () => {
     form.reset()
-    for (const [input, box] of [[nmecInput, nmecError], [nameInput, nameError]] as const) fieldError(input, box, undefined)
+    for (const [input, box] of [
+      [nmecInput, nmecError],
+      [nameInput, nameError]
+    ] as const)
+      fieldError(input, box, undefined)
     showMessages(errors, [])
     showMessages(note, [])
     void openDialog(dialog)
@@ -50,7 +54,7 @@ export function setUpManualRegistration (owner: ManualRegistrationOwner, opener:
     fieldError(nmecInput, nmecError, check.nmecError)
     fieldError(nameInput, nameError, check.nameError)
     if (!check.value) {
-      (check.nmecError ? nmecInput : nameInput).focus()
+      ;(check.nmecError ? nmecInput : nameInput).focus()
       return
     }
     const { nmec, name } = check.value
@@ -62,7 +66,10 @@ export function setUpManualRegistration (owner: ManualRegistrationOwner, opener:
       await owner.reloadList()
     } catch (error) {
       const failure = error as ApiError
-      showMessages(errors, failure.status === 409 ? ['This student is already registered on this sheet.'] : failure.lines)
+      showMessages(
+        errors,
+        failure.status === 409 ? ['This student is already registered on this sheet.'] : failure.lines
+      )
     }
   })
 }

@@ -7,7 +7,10 @@ const quietZone = 4
 // The library's default keeps only the low byte of each character; QR readers expect UTF-8.
 qrcode.stringToBytes = (text) => Array.from(new TextEncoder().encode(text))
 
-export function qrCode (text: string, { dark = '#111827', light = '#ffffff', label }: { dark?: string, light?: string, label: string }): SVGSVGElement {
+export function qrCode(
+  text: string,
+  { dark = '#111827', light = '#ffffff', label }: { dark?: string; light?: string; label: string }
+): SVGSVGElement {
   const code = qrcode(0, 'H')
   code.addData(text)
   code.make()

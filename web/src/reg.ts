@@ -5,7 +5,7 @@ import { checkRegistration } from './registration.js'
 
 const id = new URLSearchParams(location.search).get('id')
 
-function chooseClass (): void {
+function chooseClass(): void {
   const form = byId<HTMLFormElement>('class-form')
   const input = byId<HTMLInputElement>('class-id')
   const errors = byId('class-errors')
@@ -21,7 +21,7 @@ function chooseClass (): void {
   })
 }
 
-function showSheet (sheet: Sheet): void {
+function showSheet(sheet: Sheet): void {
   byId('class-title').textContent = `Class of ${sheet.courseUnitName}`
   document.title = `Sign in: ${sheet.courseUnitName} · Attendance`
   byId('class-unit').textContent = sheet.courseUnitName
@@ -33,7 +33,7 @@ function showSheet (sheet: Sheet): void {
 
 const closedMessage = 'This attendance sheet is closed; registration is not possible.'
 
-function registrationForm (sheetId: string): void {
+function registrationForm(sheetId: string): void {
   const form = byId<HTMLFormElement>('registration-form')
   const nmec = byId<HTMLInputElement>('nmec')
   const name = byId<HTMLInputElement>('name')
@@ -54,16 +54,19 @@ function registrationForm (sheetId: string): void {
     fieldError(nmec, byId('nmec-error'), check.nmecError)
     fieldError(name, byId('name-error'), check.nameError)
     if (!check.value) {
-      (check.nmecError ? nmec : name).focus()
+      ;(check.nmecError ? nmec : name).focus()
       return
     }
     try {
-      await busy(submit, () => api('POST', `${sheetPath(sheetId)}/student/registration`, { body: check.value, loginOn401: false }))
+      await busy(submit, () =>
+        api('POST', `${sheetPath(sheetId)}/student/registration`, { body: check.value, loginOn401: false })
+      )
     } catch (error) {
       const failure = error as ApiError
       if (failure.status === 409) showMessages(errors, ['You are already registered on this sheet.'])
       else if (failure.status === 403) showMessages(errors, [closedMessage])
-      else if (failure.status === 429) showMessages(errors, ['Too many sign-ins right now. Wait a few seconds and try again.'])
+      else if (failure.status === 429)
+        showMessages(errors, ['Too many sign-ins right now. Wait a few seconds and try again.'])
       else showMessages(errors, failure.lines)
       return
     }
@@ -74,7 +77,7 @@ function registrationForm (sheetId: string): void {
   })
 }
 
-async function signIn (sheetId: string): Promise<void> {
+async function signIn(sheetId: string): Promise<void> {
   byId('sign-in').hidden = false
   let sheet: Sheet
   try {

@@ -12,7 +12,7 @@ const errors = byId('register-errors')
 const submit = form.querySelector<HTMLButtonElement>('button[type=submit]')!
 
 /** Every client-side problem at once, each with the field it belongs to. */
-function check (): [HTMLInputElement, string][] {
+function check(): [HTMLInputElement, string][] {
   const problems: [HTMLInputElement, string][] = []
   if (firstName.value.trim().length < 3) problems.push([firstName, 'First name needs at least 3 characters!'])
   if (lastName.value.trim().length < 3) problems.push([lastName, 'Last name needs at least 3 characters!'])
@@ -27,7 +27,10 @@ form.addEventListener('submit', async (event) => {
   clearInvalid(form)
   const problems = check()
   for (const [input] of problems) markInvalid(input, true)
-  showMessages(errors, problems.map(([, message]) => message))
+  showMessages(
+    errors,
+    problems.map(([, message]) => message)
+  )
   if (problems.length > 0) {
     problems[0][0].focus()
     return

@@ -21,7 +21,7 @@ export type SheetOutcome = 'shown' | 'not-yours' | 'not-found' | 'failed' | 'sup
 
 export interface SheetController {
   /** Shows a sheet (replacing the one shown before); any outcome but 'shown' shows nothing of it. */
-  show(id: string): Promise<{ outcome: SheetOutcome, sheet?: Sheet, error?: ApiError }>
+  show(id: string): Promise<{ outcome: SheetOutcome; sheet?: Sheet; error?: ApiError }>
 }
 
 /** All the page knows; the view draws from it, and nothing is read back from the page. */
@@ -40,7 +40,7 @@ interface SheetState {
   live: LiveUpdates | null
 }
 
-export function createSheetController ({ heading }: { heading: HTMLElement }): SheetController {
+export function createSheetController({ heading }: { heading: HTMLElement }): SheetController {
   const view = new SheetView(heading)
   const state: SheetState = {
     generation: 0,
@@ -56,7 +56,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
 
   const current = (generation: number) => state.generation === generation
 
-  function renderStudents (): void {
+  function renderStudents(): void {
     // Students gone from the list cannot stay selected.
     const present = new Set(state.students.map((student) => student.nmec))
     for (const nmec of state.selected) if (!present.has(nmec)) state.selected.delete(nmec)
@@ -64,7 +64,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
   }
 
   /** Draws a status answer unless the page moved on meanwhile; true when drawn. */
-  function showStatus (generation: number, asked: number, sheet: Sheet): boolean {
+  function showStatus(generation: number, asked: number, sheet: Sheet): boolean {
     if (!current(generation) || asked < state.statusShown) return false
     state.sheet = sheet
     state.statusShown = asked
@@ -74,7 +74,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
   }
 
   /** Live updates run only while the sheet is open and nobody is picking students. */
-  function followStatus (): void {
+  function followStatus(): void {
     if (!state.live) return
     if (state.sheet?.isActive && !state.selecting) state.live.start()
     else {
@@ -83,9 +83,11 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     }
   }
 
-  function loadStudents (generation = state.generation): Promise<void> {
+  function loadStudents(generation = state.generation): Promise<void> {
     if (!current(generation)) return Promise.resolve()
-    const settle = (done: Array<() => void>) => { for (const resolve of done) resolve() }
+    const settle = (done: Array<() => void>) => {
+      for (const resolve of done) resolve()
+    }
     state.listLoads ??= new Coalescer<() => void>(async (done) => {
       if (current(generation)) await loadStudentsOnce(generation)
       settle(done)
@@ -94,7 +96,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     return new Promise((resolve) => loads.add(resolve))
   }
 
-  async function loadStudentsOnce (generation: number): Promise<void> {
+  async function loadStudentsOnce(generation: number): Promise<void> {
     const id = state.sheet?.id
     if (!id) return
     try {
@@ -108,41 +110,54 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     }
   }
 
-  async function reloadSheet (generation: number): Promise<void> {
+  async function reloadSheet(generation: number): Promise<void> {
     const id = state.sheet?.id
     if (!id || !current(generation)) return
     const asked = ++state.statusAsked
     showStatus(generation, asked, await api<Sheet>('GET', sheetPath(id)))
   }
 
-  async function onChange (generation: number, reason: string): Promise<void> {
+  async function onChange(generation: number, reason: string): Promise<void> {
     if (reason === 'status') await reloadSheet(generation).catch(() => {})
     await loadStudents(generation)
   }
 
-  async function toggleStatus (): Promise<void> {
+  async function toggleStatus(): Promise<void> {
     const { sheet, generation } = state
     if (!sheet) return
     const closing = sheet.isActive
-    if (closing && !await confirmAction('Close attendance?', {
-      text: 'Students will no longer be able to sign in. You can open it again later.',
-      confirm: 'Close attendance'
-    })) return
+    if (
+      closing &&
+      !(await confirmAction('Close attendance?', {
+        text: 'Students will no longer be able to sign in. You can open it again later.',
+        confirm: 'Close attendance'
+      }))
+    )
+      return
     // The question was about this sheet: if another is shown now, its answer means nothing.
     if (!current(generation)) return
     const asked = ++state.statusAsked
     try {
-      const { isActive } = await view.busy('toggle', () => api<{ isActive: boolean }>('POST', `${sheetPath(sheet.id)}/status`, { body: { status: !closing } }))
+      const { isActive } = await view.busy('toggle', () =>
+        api<{ isActive: boolean }>('POST', `${sheetPath(sheet.id)}/status`, { body: { status: !closing } })
+      )
       if (!current(generation)) return
       // Newer news of the sheet (another device opened or closed it since) stays drawn.
-      if (showStatus(generation, asked, { ...(state.sheet ?? sheet), isActive }) && isActive) void loadStudents(generation)
-      await showMessage(isActive ? 'Attendance sheet opened.' : 'Attendance sheet closed.', { tone: isActive ? 'success' : 'info' })
+      if (showStatus(generation, asked, { ...(state.sheet ?? sheet), isActive }) && isActive)
+        void loadStudents(generation)
+      await showMessage(isActive ? 'Attendance sheet opened.' : 'Attendance sheet closed.', {
+        tone: isActive ? 'success' : 'info'
+      })
     } catch (error) {
-      if (current(generation)) await showMessage('The attendance sheet could not be changed', { tone: 'danger', text: (error as ApiError).message })
+      if (current(generation))
+        await showMessage('The attendance sheet could not be changed', {
+          tone: 'danger',
+          text: (error as ApiError).message
+        })
     }
   }
 
-  function startSelecting (): void {
+  function startSelecting(): void {
     state.selecting = true
     state.selected.clear()
     followStatus()
@@ -150,7 +165,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     view.focusFirstStudent()
   }
 
-  function endSelection (): void {
+  function endSelection(): void {
     state.selecting = false
     state.selected.clear()
     renderStudents()
@@ -159,7 +174,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     view.focusSelectMode()
   }
 
-  function flip (nmec: number): void {
+  function flip(nmec: number): void {
     // Outside selection a click on a row selects nothing.
     const on = state.selecting && !state.selected.has(nmec)
     if (on) state.selected.add(nmec)
@@ -168,7 +183,7 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     view.renderSelection(state)
   }
 
-  async function removeSelected (): Promise<void> {
+  async function removeSelected(): Promise<void> {
     const { sheet, generation } = state
     if (!sheet || state.selected.size === 0) return
     const chosen = state.students.filter((student) => state.selected.has(student.nmec))
@@ -179,7 +194,9 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     })
     if (!confirmed || !current(generation)) return
     try {
-      await view.busy('remove', () => api('DELETE', `${sheetPath(sheet.id)}/student/deletion`, { body: { nmecs: [...state.selected] } }))
+      await view.busy('remove', () =>
+        api('DELETE', `${sheetPath(sheet.id)}/student/deletion`, { body: { nmecs: [...state.selected] } })
+      )
       if (current(generation)) endSelection()
     } catch (error) {
       if (current(generation)) view.showListError([`The students could not be removed. ${(error as ApiError).message}`])
@@ -187,29 +204,38 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
   }
 
   view.bind({
-    toggleStatus: () => { void toggleStatus() },
+    toggleStatus: () => {
+      void toggleStatus()
+    },
     refreshNow: () => {
       state.live?.restartPoll()
       void view.busy('refresh', () => loadStudents())
     },
     startSelecting,
     cancelSelection: endSelection,
-    removeSelected: () => { void removeSelected() },
+    removeSelected: () => {
+      void removeSelected()
+    },
     flip,
-    showQrFullScreen: () => { if (state.sheet) view.showQrFullScreen(state.sheet.signInUrl) }
+    showQrFullScreen: () => {
+      if (state.sheet) view.showQrFullScreen(state.sheet.signInUrl)
+    }
   })
 
-  setUpManualRegistration({
-    hasSheet: () => state.sheet !== null,
-    register: async (student) => {
-      const id = state.sheet?.id
-      if (id) await api('POST', `${sheetPath(id)}/student/registration`, { body: student })
+  setUpManualRegistration(
+    {
+      hasSheet: () => state.sheet !== null,
+      register: async (student) => {
+        const id = state.sheet?.id
+        if (id) await api('POST', `${sheetPath(id)}/student/registration`, { body: student })
+      },
+      reloadList: () => loadStudents()
     },
-    reloadList: () => loadStudents()
-  }, byId<HTMLButtonElement>('open-manual'))
+    byId<HTMLButtonElement>('open-manual')
+  )
 
   /** Leaves the sheet shown: its live updates stop, and answers still on their way for it are dropped. */
-  function leave (): number {
+  function leave(): number {
     state.live?.stop()
     state.live = null
     state.listLoads = null
@@ -221,21 +247,25 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
     return ++state.generation
   }
 
-  function enter (generation: number, sheet: Sheet, students: Registration[]): void {
+  function enter(generation: number, sheet: Sheet, students: Registration[]): void {
     state.sheet = sheet
     state.students = students
     view.renderSheet(sheet)
     renderStudents()
     view.showListError([])
     view.showSheet()
-    state.live = new LiveUpdates(`${sheetPath(sheet.id)}/events`, (reason) => onChange(generation, reason), (mode) => {
-      if (current(generation)) view.showRefreshMode(mode)
-    })
+    state.live = new LiveUpdates(
+      `${sheetPath(sheet.id)}/events`,
+      (reason) => onChange(generation, reason),
+      (mode) => {
+        if (current(generation)) view.showRefreshMode(mode)
+      }
+    )
     followStatus()
   }
 
   return {
-    async show (id) {
+    async show(id) {
       const generation = leave()
       const [info, list] = await Promise.allSettled([
         api<Sheet>('GET', sheetPath(id)),
@@ -248,7 +278,11 @@ export function createSheetController ({ heading }: { heading: HTMLElement }): S
       }
       if (list.status === 'rejected') {
         const error = list.reason as ApiError
-        return { outcome: error.status === 403 ? 'not-yours' : error.status === 404 ? 'not-found' : 'failed', sheet: info.value, error }
+        return {
+          outcome: error.status === 403 ? 'not-yours' : error.status === 404 ? 'not-found' : 'failed',
+          sheet: info.value,
+          error
+        }
       }
       enter(generation, info.value, list.value)
       return { outcome: 'shown', sheet: info.value }

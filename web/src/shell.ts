@@ -2,20 +2,25 @@
 import { api, type User } from './api.js'
 import { byId } from './dom.js'
 
-export function displayName (user: User): string {
+export function displayName(user: User): string {
   const name = `${user.firstName} ${user.lastName}`.trim()
   return name === '' ? user.email : name
 }
 
-export function showUser (user: User): void {
+export function showUser(user: User): void {
   const name = displayName(user)
   byId('user-name').textContent = name
-  const initials = name.split(/\s+/).filter(Boolean).map((word) => word[0]).slice(0, 2).join('')
+  const initials = name
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((word) => word[0])
+    .slice(0, 2)
+    .join('')
   document.querySelector('.avatar')!.textContent = initials.toUpperCase()
 }
 
 /** Resolves with the signed-in teacher once the frame is ready; without a session the browser goes to login.html. */
-export async function startShell (): Promise<User> {
+export async function startShell(): Promise<User> {
   markCurrentPage()
   setUpUserMenu()
   const user = await api<User>('GET', '/api/users/me')
@@ -24,14 +29,14 @@ export async function startShell (): Promise<User> {
   return user
 }
 
-function markCurrentPage (): void {
+function markCurrentPage(): void {
   const page = location.pathname.split('/').pop() || 'index.html'
   for (const link of document.querySelectorAll<HTMLAnchorElement>('.sidebar a')) {
     if (link.getAttribute('href') === page) link.setAttribute('aria-current', 'page')
   }
 }
 
-function setUpUserMenu (): void {
+function setUpUserMenu(): void {
   const toggle = byId<HTMLButtonElement>('user-menu-button')
   const menu = byId('user-menu')
   const setOpen = (open: boolean) => {

@@ -45,12 +45,19 @@ async function register(base: string, password = 'the password', headers: Record
 const login = (base: string, email: string, password: string, headers: Record<string, string> = {}) =>
   request(base, 'POST', '/api/sessions', { json: { email, password }, headers })
 
-const changePassword = (base: string, headers: Record<string, string>, currentPassword: string, newPassword = 'new password') =>
-  request(base, 'PUT', '/api/users/me/password', { json: { currentPassword, newPassword }, headers })
+const changePassword = (
+  base: string,
+  headers: Record<string, string>,
+  currentPassword: string,
+  newPassword = 'new password'
+) => request(base, 'PUT', '/api/users/me/password', { json: { currentPassword, newPassword }, headers })
 
 function assertRetryAfter(res: { headers: Headers }) {
   const retryAfter = Number(res.headers.get('retry-after'))
-  assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${res.headers.get('retry-after')}`)
+  assert.ok(
+    Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
+    `Retry-After ${res.headers.get('retry-after')}`
+  )
 }
 
 async function storedEmails(emails: string[]): Promise<string[]> {
@@ -77,7 +84,9 @@ describe('POST /api/users', () => {
     const email = newEmail()
     await request(a.url, 'POST', '/api/users', { json: { email, password: 'long enough' } })
 
-    const res = await request(b.url, 'POST', '/api/users', { json: { email: email.toUpperCase(), password: 'other password' } })
+    const res = await request(b.url, 'POST', '/api/users', {
+      json: { email: email.toUpperCase(), password: 'other password' }
+    })
 
     assert.equal(res.status, 409)
     assert.equal(res.body.error, 'email-taken')
@@ -88,8 +97,11 @@ describe('POST /api/users', () => {
   test('racing registrations of one email across replicas: exactly one 201', async () => {
     const email = newEmail()
 
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-      request([a, b][i % 2].url, 'POST', '/api/users', { json: { email, password: 'long enough' } })))
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        request([a, b][i % 2].url, 'POST', '/api/users', { json: { email, password: 'long enough' } })
+      )
+    )
 
     assert.deepEqual(results.map((res) => res.status).sort(), [201, ...Array(9).fill(409)])
   })
@@ -128,8 +140,11 @@ describe('POST /api/users', () => {
 
       assert.equal(res.status, 422)
       assert.equal(res.body.error, 'invalid-input')
-      assert.deepEqual(res.body.details.map((detail: string) => detail.split(':')[0]), fields)
-      assert.deepEqual([...await db.sql`select 1 from users where email = ${email}`], [])
+      assert.deepEqual(
+        res.body.details.map((detail: string) => detail.split(':')[0]),
+        fields
+      )
+      assert.deepEqual([...(await db.sql`select 1 from users where email = ${email}`)], [])
     })
   }
 })
@@ -149,7 +164,12 @@ describe('profile', () => {
     const user = await signUp(a.url)
     await request(a.url, 'DELETE', '/api/sessions', { headers: user.bearer })
 
-    const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer nonsense' }, { cookie: 'tandem_session=nonsense' }, user.bearer]
+    const attempts: Array<Record<string, string>> = [
+      {},
+      { authorization: 'Bearer nonsense' },
+      { cookie: 'tandem_session=nonsense' },
+      user.bearer
+    ]
     for (const headers of attempts) {
       const res = await request(b.url, 'GET', '/api/users/me', { headers })
       assert.equal(res.status, 401)
@@ -188,7 +208,10 @@ describe('profile', () => {
       const res = await request(a.url, 'PATCH', '/api/users/me', { json: body, headers: user.bearer })
 
       assert.equal(res.status, 422)
-      assert.deepEqual(res.body.details.map((detail: string) => detail.split(':')[0]), fields)
+      assert.deepEqual(
+        res.body.details.map((detail: string) => detail.split(':')[0]),
+        fields
+      )
       const [row] = await db.sql`select first_name, last_name from users where id = ${user.userId}`
       assert.deepEqual({ ...row }, { first_name: 'Ana', last_name: 'Sousa' })
     })
@@ -199,10 +222,11 @@ describe('profile', () => {
 
     assert.equal((await request(a.url, 'PATCH', '/api/users/me', { json: { firstName: 'X' } })).status, 401)
     const crossSite = await request(a.url, 'PATCH', '/api/users/me', {
-      json: { firstName: 'Mallory' }, headers: { ...user.cookie, 'sec-fetch-site': 'cross-site' }
+      json: { firstName: 'Mallory' },
+      headers: { ...user.cookie, 'sec-fetch-site': 'cross-site' }
     })
     assert.equal(crossSite.status, 403)
-    assert.deepEqual([...await db.sql`select first_name from users where id = ${user.userId}`], [{ first_name: '' }])
+    assert.deepEqual([...(await db.sql`select first_name from users where id = ${user.userId}`)], [{ first_name: '' }])
   })
 })
 
@@ -227,31 +251,53 @@ describe('PUT /api/users/me/password', () => {
     assert.match(setCookie, /SameSite=Lax/)
     const fresh = { authorization: `Bearer ${res.body.token}` }
     for (const server of [a, b]) {
-      assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: user.bearer })).status, 401, 'the old token')
-      assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: otherBearer })).status, 401, 'another session')
+      assert.equal(
+        (await request(server.url, 'GET', '/api/users/me', { headers: user.bearer })).status,
+        401,
+        'the old token'
+      )
+      assert.equal(
+        (await request(server.url, 'GET', '/api/users/me', { headers: otherBearer })).status,
+        401,
+        'another session'
+      )
       assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: fresh })).status, 200, 'the new token')
-      assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: { cookie: `tandem_session=${res.body.token}` } })).status, 200)
+      assert.equal(
+        (await request(server.url, 'GET', '/api/users/me', { headers: { cookie: `tandem_session=${res.body.token}` } }))
+          .status,
+        200
+      )
     }
     assert.equal((await request(a.url, 'GET', '/api/users/me', { headers: someoneElse.bearer })).status, 200)
     const stored = await db.sql`select token_hash from sessions where user_id = ${user.userId}`
-    assert.deepEqual(stored.map((row) => row.token_hash), [tokenHash(res.body.token)])
+    assert.deepEqual(
+      stored.map((row) => row.token_hash),
+      [tokenHash(res.body.token)]
+    )
     assert.equal((await login(a.url, user.email, 'old password')).status, 401)
     assert.equal((await login(a.url, user.email, 'new password')).status, 201)
   })
 
   test('a wrong current password: 403, nothing changes and no session ends', async () => {
     const user = await signUp(a.url, 'old password')
-    const other = await request(b.url, 'POST', '/api/sessions', { json: { email: user.email, password: 'old password' } })
+    const other = await request(b.url, 'POST', '/api/sessions', {
+      json: { email: user.email, password: 'old password' }
+    })
     const [before] = await db.sql`select password_hash from users where id = ${user.userId}`
 
     const res = await request(a.url, 'PUT', '/api/users/me/password', {
-      json: { currentPassword: 'not the password', newPassword: 'new password' }, headers: user.bearer
+      json: { currentPassword: 'not the password', newPassword: 'new password' },
+      headers: user.bearer
     })
 
     assert.equal(res.status, 403)
     assert.equal(res.body.error, 'forbidden')
-    assert.deepEqual([...await db.sql`select password_hash from users where id = ${user.userId}`], [before])
-    assert.equal((await request(a.url, 'GET', '/api/users/me', { headers: { authorization: `Bearer ${other.body.token}` } })).status, 200)
+    assert.deepEqual([...(await db.sql`select password_hash from users where id = ${user.userId}`)], [before])
+    assert.equal(
+      (await request(a.url, 'GET', '/api/users/me', { headers: { authorization: `Bearer ${other.body.token}` } }))
+        .status,
+      200
+    )
   })
 
   for (const [name, body] of [
@@ -265,12 +311,14 @@ describe('PUT /api/users/me/password', () => {
       const res = await request(a.url, 'PUT', '/api/users/me/password', { json: body, headers: user.bearer })
 
       assert.equal(res.status, 422)
-      assert.deepEqual([...await db.sql`select password_hash from users where id = ${user.userId}`], [before])
+      assert.deepEqual([...(await db.sql`select password_hash from users where id = ${user.userId}`)], [before])
     })
   }
 
   test('no session: 401', async () => {
-    const res = await request(a.url, 'PUT', '/api/users/me/password', { json: { currentPassword: 'old password', newPassword: 'new password' } })
+    const res = await request(a.url, 'PUT', '/api/users/me/password', {
+      json: { currentPassword: 'old password', newPassword: 'new password' }
+    })
 
     assert.equal(res.status, 401)
   })
@@ -280,9 +328,14 @@ describe('login rate limit', () => {
   test('past 20 attempts a minute for one email from one address, over both replicas: 429 with Retry-After', async () => {
     const user = await signUp(a.url, 'the password')
 
-    const attempts = await Promise.all(Array.from({ length: 21 }, (_, i) =>
-      request([a, b][i % 2].url, 'POST', '/api/sessions', { json: { email: user.email, password: 'a wrong guess' } })))
-    const afterwards = await request(a.url, 'POST', '/api/sessions', { json: { email: user.email, password: 'the password' } })
+    const attempts = await Promise.all(
+      Array.from({ length: 21 }, (_, i) =>
+        request([a, b][i % 2].url, 'POST', '/api/sessions', { json: { email: user.email, password: 'a wrong guess' } })
+      )
+    )
+    const afterwards = await request(a.url, 'POST', '/api/sessions', {
+      json: { email: user.email, password: 'the password' }
+    })
 
     // signUp's own login was the first of the minute's 20.
     const statuses = attempts.map((res) => res.status).sort()
@@ -295,8 +348,11 @@ describe('login rate limit', () => {
 
   test('the limit is per email: another account logs in from the same address meanwhile', async () => {
     const target = await signUp(a.url, 'the password')
-    await Promise.all(Array.from({ length: 21 }, () =>
-      request(a.url, 'POST', '/api/sessions', { json: { email: target.email, password: 'a wrong guess' } })))
+    await Promise.all(
+      Array.from({ length: 21 }, () =>
+        request(a.url, 'POST', '/api/sessions', { json: { email: target.email, password: 'a wrong guess' } })
+      )
+    )
 
     const other = await signUp(b.url)
 
@@ -333,8 +389,12 @@ describe('sessions', () => {
   test('a wrong password and an unknown email get the same 401', async () => {
     const user = await signUp(a.url)
 
-    const wrong = await request(a.url, 'POST', '/api/sessions', { json: { email: user.email, password: 'not the password' } })
-    const unknown = await request(a.url, 'POST', '/api/sessions', { json: { email: newEmail(), password: 'not the password' } })
+    const wrong = await request(a.url, 'POST', '/api/sessions', {
+      json: { email: user.email, password: 'not the password' }
+    })
+    const unknown = await request(a.url, 'POST', '/api/sessions', {
+      json: { email: newEmail(), password: 'not the password' }
+    })
 
     assert.equal(wrong.status, 401)
     assert.equal(unknown.status, 401)
@@ -356,19 +416,24 @@ describe('sessions', () => {
     assert.equal(out.status, 204)
     assert.equal((await request(b.url, 'GET', '/api/sessions', { headers: user.bearer })).status, 401)
     assert.equal((await request(b.url, 'GET', '/api/sessions', { headers: user.cookie })).status, 401)
-    assert.deepEqual([...await db.sql`select 1 from sessions where user_id = ${user.userId}`], [])
+    assert.deepEqual([...(await db.sql`select 1 from sessions where user_id = ${user.userId}`)], [])
   })
 
   test('pruning deletes the sessions past their expiry or idle beyond SESSION_IDLE_MS, and no live one', async () => {
     const user = await signUp(a.url)
-    const [expired, idle] = await Promise.all([1, 2].map(async () => (await login(a.url, user.email, user.password)).body.token as string))
+    const [expired, idle] = await Promise.all(
+      [1, 2].map(async () => (await login(a.url, user.email, user.password)).body.token as string)
+    )
     await db.sql`update sessions set expires_at = now() - interval '1 second' where token_hash = ${tokenHash(expired)}`
     await db.sql`update sessions set last_used_at = now() - interval '61 seconds' where token_hash = ${tokenHash(idle)}`
 
     await pruneSessions(db.sql, 60_000)
 
     const left = await db.sql`select token_hash from sessions where user_id = ${user.userId}`
-    assert.deepEqual(left.map((row) => row.token_hash), [tokenHash(user.token)])
+    assert.deepEqual(
+      left.map((row) => row.token_hash),
+      [tokenHash(user.token)]
+    )
   })
 
   test('a cookie-authenticated write from another site is refused; a Bearer one is not', async () => {
@@ -377,7 +442,11 @@ describe('sessions', () => {
 
     const withCookie = await request(a.url, 'DELETE', '/api/sessions', { headers: { ...user.cookie, ...evil } })
     assert.equal(withCookie.status, 403)
-    assert.equal((await request(a.url, 'GET', '/api/sessions', { headers: user.cookie })).status, 200, 'still logged in')
+    assert.equal(
+      (await request(a.url, 'GET', '/api/sessions', { headers: user.cookie })).status,
+      200,
+      'still logged in'
+    )
 
     const withBearer = await request(a.url, 'DELETE', '/api/sessions', { headers: { ...user.bearer, ...evil } })
     assert.equal(withBearer.status, 204)
@@ -389,16 +458,26 @@ describe('registration limits', () => {
   let strict: Replica[]
 
   before(async () => {
-    strict = await Promise.all([1, 2].map(() => startApp(db.sql, { TRUST_PROXY: '127.0.0.1', REGISTRATION_LIMIT_PER_MINUTE: '3' })))
+    strict = await Promise.all(
+      [1, 2].map(() => startApp(db.sql, { TRUST_PROXY: '127.0.0.1', REGISTRATION_LIMIT_PER_MINUTE: '3' }))
+    )
   })
-  after(async () => { await Promise.all(strict.map((replica) => replica.app.close())) })
+  after(async () => {
+    await Promise.all(strict.map((replica) => replica.app.close()))
+  })
 
   test('past REGISTRATION_LIMIT_PER_MINUTE from one address, over both replicas: 429 with Retry-After, and the refused one wrote nothing', async () => {
     const address = randomAddress()
     const emails = Array.from({ length: 4 }, newEmail)
 
-    const results = await Promise.all(emails.map((email, i) =>
-      request(strict[i % 2].url, 'POST', '/api/users', { json: { email, password: 'long enough' }, headers: from(address) })))
+    const results = await Promise.all(
+      emails.map((email, i) =>
+        request(strict[i % 2].url, 'POST', '/api/users', {
+          json: { email, password: 'long enough' },
+          headers: from(address)
+        })
+      )
+    )
 
     assert.deepEqual(results.map((res) => res.status).sort(), [201, 201, 201, 429])
     const refused = results.findIndex((res) => res.status === 429)
@@ -409,8 +488,14 @@ describe('registration limits', () => {
 
   test('the limit is per address: another address registers meanwhile', async () => {
     const address = randomAddress()
-    await Promise.all(Array.from({ length: 4 }, () =>
-      request(strict[0].url, 'POST', '/api/users', { json: { email: newEmail(), password: 'long enough' }, headers: from(address) })))
+    await Promise.all(
+      Array.from({ length: 4 }, () =>
+        request(strict[0].url, 'POST', '/api/users', {
+          json: { email: newEmail(), password: 'long enough' },
+          headers: from(address)
+        })
+      )
+    )
 
     const user = await register(strict[1].url, 'long enough', from(randomAddress()))
 
@@ -425,7 +510,9 @@ describe('registration limit over the whole cluster', () => {
 
   before(async () => {
     own = await createDatabase({ migrated: true })
-    replicas = await Promise.all([1, 2].map(() => startApp(own.sql, { TRUST_PROXY: '127.0.0.1', REGISTRATION_TOTAL_LIMIT_PER_MINUTE: '3' })))
+    replicas = await Promise.all(
+      [1, 2].map(() => startApp(own.sql, { TRUST_PROXY: '127.0.0.1', REGISTRATION_TOTAL_LIMIT_PER_MINUTE: '3' }))
+    )
   })
   after(async () => {
     await Promise.all(replicas.map((replica) => replica.app.close()))
@@ -435,8 +522,14 @@ describe('registration limit over the whole cluster', () => {
   test('past REGISTRATION_TOTAL_LIMIT_PER_MINUTE from many addresses, over both replicas: 429 with Retry-After, and the refused one wrote nothing', async () => {
     const emails = Array.from({ length: 4 }, newEmail)
 
-    const results = await Promise.all(emails.map((email, i) =>
-      request(replicas[i % 2].url, 'POST', '/api/users', { json: { email, password: 'long enough' }, headers: from(randomAddress()) })))
+    const results = await Promise.all(
+      emails.map((email, i) =>
+        request(replicas[i % 2].url, 'POST', '/api/users', {
+          json: { email, password: 'long enough' },
+          headers: from(randomAddress())
+        })
+      )
+    )
 
     assert.deepEqual(results.map((res) => res.status).sort(), [201, 201, 201, 429])
     const refused = results.findIndex((res) => res.status === 429)
@@ -453,23 +546,31 @@ describe('password hashing under load', () => {
   before(async () => {
     narrow = await startApp(db.sql, { PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE_MAX: '1' })
   })
-  after(async () => { await narrow.app.close() })
+  after(async () => {
+    await narrow.app.close()
+  })
 
   test('a burst of registrations past the hashes running and queued gets 503 with Retry-After, and the refused ones wrote nothing', async () => {
     const emails = Array.from({ length: 8 }, newEmail)
 
-    const results = await Promise.all(emails.map((email) =>
-      request(narrow.url, 'POST', '/api/users', { json: { email, password: 'long enough' } })))
+    const results = await Promise.all(
+      emails.map((email) => request(narrow.url, 'POST', '/api/users', { json: { email, password: 'long enough' } }))
+    )
 
     const statuses = results.map((res) => res.status)
-    assert.ok(statuses.every((status) => status === 201 || status === 503), `statuses ${statuses}`)
+    assert.ok(
+      statuses.every((status) => status === 201 || status === 503),
+      `statuses ${statuses}`
+    )
     assert.ok(statuses.includes(201) && statuses.includes(503), `statuses ${statuses}`)
     for (const res of results.filter((res) => res.status === 503)) {
       assert.equal(res.body.error, 'unavailable')
       assertRetryAfter(res)
     }
     assert.deepEqual(await storedEmails(emails), emails.filter((_, i) => statuses[i] === 201).sort())
-    const afterwards = await request(narrow.url, 'POST', '/api/users', { json: { email: newEmail(), password: 'long enough' } })
+    const afterwards = await request(narrow.url, 'POST', '/api/users', {
+      json: { email: newEmail(), password: 'long enough' }
+    })
     assert.equal(afterwards.status, 201, 'the queue drained')
   })
 
@@ -492,7 +593,10 @@ describe('password hashing under load', () => {
     const results = await Promise.all(Array.from({ length: 8 }, () => login(narrow.url, user.email, user.password)))
 
     const statuses = results.map((res) => res.status)
-    assert.ok(statuses.every((status) => status === 201 || status === 503), `statuses ${statuses}`)
+    assert.ok(
+      statuses.every((status) => status === 201 || status === 503),
+      `statuses ${statuses}`
+    )
     assert.ok(statuses.includes(503), `statuses ${statuses}`)
     const [{ count }] = await db.sql`select count(*)::int from sessions where user_id = ${user.userId}`
     assert.equal(count, statuses.filter((status) => status === 201).length)
@@ -503,27 +607,43 @@ describe('login limits per address and per email', () => {
   let strict: Replica[]
 
   before(async () => {
-    strict = await Promise.all([1, 2].map(() => startApp(db.sql, {
-      TRUST_PROXY: '127.0.0.1', LOGIN_ADDRESS_LIMIT_PER_MINUTE: '3', LOGIN_EMAIL_LIMIT_PER_MINUTE: '3'
-    })))
+    strict = await Promise.all(
+      [1, 2].map(() =>
+        startApp(db.sql, {
+          TRUST_PROXY: '127.0.0.1',
+          LOGIN_ADDRESS_LIMIT_PER_MINUTE: '3',
+          LOGIN_EMAIL_LIMIT_PER_MINUTE: '3'
+        })
+      )
+    )
   })
-  after(async () => { await Promise.all(strict.map((replica) => replica.app.close())) })
+  after(async () => {
+    await Promise.all(strict.map((replica) => replica.app.close()))
+  })
 
   test('past LOGIN_ADDRESS_LIMIT_PER_MINUTE from one address over many emails, over both replicas: 429 even for the right password; other addresses log in', async () => {
     const user = await register(a.url)
     const address = randomAddress()
 
-    const guesses = await Promise.all([0, 1, 2].map((i) => login(strict[i % 2].url, newEmail(), 'a wrong guess', from(address))))
+    const guesses = await Promise.all(
+      [0, 1, 2].map((i) => login(strict[i % 2].url, newEmail(), 'a wrong guess', from(address)))
+    )
     const refused = await login(strict[0].url, user.email, user.password, from(address))
     const elsewhere = await login(strict[1].url, user.email, user.password, from(randomAddress()))
 
-    assert.deepEqual(guesses.map((res) => res.status), [401, 401, 401])
+    assert.deepEqual(
+      guesses.map((res) => res.status),
+      [401, 401, 401]
+    )
     assert.equal(refused.status, 429)
     assert.equal(refused.body.error, 'too-many-requests')
     assertRetryAfter(refused)
     assert.equal(elsewhere.status, 201)
     const sessions = await db.sql`select token_hash from sessions where user_id = ${user.userId}`
-    assert.deepEqual(sessions.map((row) => row.token_hash), [tokenHash(elsewhere.body.token)])
+    assert.deepEqual(
+      sessions.map((row) => row.token_hash),
+      [tokenHash(elsewhere.body.token)]
+    )
   })
 
   test('past LOGIN_EMAIL_LIMIT_PER_MINUTE for one email over many addresses: 429 even for the right password from a new address; other emails log in', async () => {
@@ -531,15 +651,20 @@ describe('login limits per address and per email', () => {
     const other = await register(a.url)
     const addresses = [randomAddress(), randomAddress(), randomAddress()]
 
-    const guesses = await Promise.all(addresses.map((address, i) => login(strict[i % 2].url, user.email, 'a wrong guess', from(address))))
+    const guesses = await Promise.all(
+      addresses.map((address, i) => login(strict[i % 2].url, user.email, 'a wrong guess', from(address)))
+    )
     const refused = await login(strict[0].url, user.email, user.password, from(randomAddress()))
     const otherEmail = await login(strict[1].url, other.email, other.password, from(addresses[0]))
 
-    assert.deepEqual(guesses.map((res) => res.status), [401, 401, 401])
+    assert.deepEqual(
+      guesses.map((res) => res.status),
+      [401, 401, 401]
+    )
     assert.equal(refused.status, 429)
     assertRetryAfter(refused)
     assert.equal(otherEmail.status, 201)
-    assert.deepEqual([...await db.sql`select 1 from sessions where user_id = ${user.userId}`], [])
+    assert.deepEqual([...(await db.sql`select 1 from sessions where user_id = ${user.userId}`)], [])
   })
 })
 
@@ -553,7 +678,9 @@ describe('password change limits', () => {
       startApp(db.sql, { PASSWORD_CHANGE_LIMIT_PER_MINUTE: '1000', PASSWORD_CHANGE_MAX_FAILURES: '3' })
     ])
   })
-  after(async () => { await Promise.all([limited.app.close(), failing.app.close()]) })
+  after(async () => {
+    await Promise.all([limited.app.close(), failing.app.close()])
+  })
 
   test('past PASSWORD_CHANGE_LIMIT_PER_MINUTE for one user, over all its sessions: 429 even for the right password, nothing changes', async () => {
     const user = await signUp(a.url, 'old password')
@@ -568,15 +695,22 @@ describe('password change limits', () => {
     ]
     const refused = await changePassword(limited.url, second, 'old password')
 
-    assert.deepEqual(guesses.map((res) => res.status), [403, 403, 403])
+    assert.deepEqual(
+      guesses.map((res) => res.status),
+      [403, 403, 403]
+    )
     assert.equal(refused.status, 429)
     assert.equal(refused.body.error, 'too-many-requests')
     assertRetryAfter(refused)
-    assert.deepEqual([...await db.sql`select password_hash from users where id = ${user.userId}`], [before])
+    assert.deepEqual([...(await db.sql`select password_hash from users where id = ${user.userId}`)], [before])
     for (const headers of [user.bearer, second]) {
       assert.equal((await request(a.url, 'GET', '/api/users/me', { headers })).status, 200, 'no session ended')
     }
-    assert.equal((await changePassword(limited.url, someoneElse.bearer, 'old password')).status, 200, 'another user is not limited')
+    assert.equal(
+      (await changePassword(limited.url, someoneElse.bearer, 'old password')).status,
+      200,
+      'another user is not limited'
+    )
   })
 
   test('PASSWORD_CHANGE_MAX_FAILURES wrong current passwords end the session making them, on every replica; the other sessions and the password stay', async () => {
@@ -593,12 +727,22 @@ describe('password change limits', () => {
     assert.equal(third.body.error, 'unauthorized')
     assert.match(third.headers.get('set-cookie') ?? '', /^tandem_session=;/, 'the cookie is cleared')
     const sessions = await db.sql`select token_hash from sessions where user_id = ${user.userId}`
-    assert.deepEqual(sessions.map((row) => row.token_hash), [tokenHash(other.body.token)])
+    assert.deepEqual(
+      sessions.map((row) => row.token_hash),
+      [tokenHash(other.body.token)]
+    )
     for (const server of [a, b, failing]) {
       assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: user.bearer })).status, 401)
-      assert.equal((await request(server.url, 'GET', '/api/users/me', { headers: { authorization: `Bearer ${other.body.token}` } })).status, 200)
+      assert.equal(
+        (
+          await request(server.url, 'GET', '/api/users/me', {
+            headers: { authorization: `Bearer ${other.body.token}` }
+          })
+        ).status,
+        200
+      )
     }
-    assert.deepEqual([...await db.sql`select password_hash from users where id = ${user.userId}`], [before])
+    assert.deepEqual([...(await db.sql`select password_hash from users where id = ${user.userId}`)], [before])
   })
 
   test('wrong current passwords count per session: another session of the user keeps its own tries', async () => {
@@ -642,7 +786,10 @@ describe('session lifetime in production', () => {
     const user = await signUp(short.url)
     assert.equal((await own.sql`select 1 from sessions where user_id = ${user.userId}`).length, 1)
 
-    await until(async () => (await own.sql`select 1 from sessions where user_id = ${user.userId}`).length === 0,
-      'the idle session to be pruned', 10_000)
+    await until(
+      async () => (await own.sql`select 1 from sessions where user_id = ${user.userId}`).length === 0,
+      'the idle session to be pruned',
+      10_000
+    )
   })
 })

@@ -7,8 +7,14 @@ const keyLength = 32
 
 function derive(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    scrypt(password.normalize('NFKC'), salt, keyLength, { ...options, maxmem: 128 * options.N! * options.r! * 2 }, (error, key) =>
-      error ? reject(error) : resolve(key)))
+    scrypt(
+      password.normalize('NFKC'),
+      salt,
+      keyLength,
+      { ...options, maxmem: 128 * options.N! * options.r! * 2 },
+      (error, key) => (error ? reject(error) : resolve(key))
+    )
+  )
 }
 
 /** `scrypt$N$r$p$salt$hash`, parameters kept so they can be raised later without breaking old hashes. */
@@ -37,7 +43,7 @@ export interface PasswordHasher {
  * file I/O and DNS): unbounded, a burst of logins or registrations would starve everything else in
  * the process, and the queue cap bounds how long a request can wait for its turn.
  */
-export function passwordHasher({ concurrency, queueMax }: { concurrency: number, queueMax: number }): PasswordHasher {
+export function passwordHasher({ concurrency, queueMax }: { concurrency: number; queueMax: number }): PasswordHasher {
   let running = 0
   const waiting: Array<() => void> = []
 

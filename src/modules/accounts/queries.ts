@@ -5,14 +5,14 @@ import type { Queryable, Sql } from '../../db/pool.js'
 import type { ProfileChange, User } from './schema.js'
 
 /** Who a session belongs to. */
-export type SessionUser = { id: number, email: string }
+export type SessionUser = { id: number; email: string }
 
 /**
  * A user's name as pages show it ("First Last"), for another module's statement: it reads users
  * through this rather than joining accounts' table, and stays one statement. `userId`: the SQL
  * expression of the id (e.g. sql`s.creator_id`).
  */
-export function displayNameOf (sql: Queryable, userId: postgres.Fragment) {
+export function displayNameOf(sql: Queryable, userId: postgres.Fragment) {
   return sql`(select btrim(u.first_name || ' ' || u.last_name) from users u where u.id = ${userId})`
 }
 
@@ -25,7 +25,12 @@ export type Profile = Static<typeof User>
 export type Names = Static<typeof ProfileChange>
 
 /** Inserts the user; undefined when the email is taken (the unique constraint decides, not a prior read). */
-export async function insertUser(sql: Queryable, email: string, passwordHash: string, names: Names): Promise<Profile | undefined> {
+export async function insertUser(
+  sql: Queryable,
+  email: string,
+  passwordHash: string,
+  names: Names
+): Promise<Profile | undefined> {
   const [user] = await sql<Profile[]>`
     insert into users (email, password_hash, first_name, last_name)
     values (${email}, ${passwordHash}, ${names.firstName ?? ''}, ${names.lastName ?? ''})
@@ -52,7 +57,9 @@ export async function updateNames(sql: Sql, userId: number, names: Names): Promi
 }
 
 export async function findPasswordHash(sql: Sql, userId: number): Promise<string | undefined> {
-  const [user] = await sql<{ passwordHash: string }[]>`select password_hash as "passwordHash" from users where id = ${userId}`
+  const [user] = await sql<
+    { passwordHash: string }[]
+  >`select password_hash as "passwordHash" from users where id = ${userId}`
   return user?.passwordHash
 }
 
@@ -95,7 +102,7 @@ export async function countPasswordFailure(sql: Sql, token: string, maxFailures:
 }
 
 export async function findLogin(sql: Sql, email: string) {
-  const [user] = await sql<{ id: number, passwordHash: string }[]>`
+  const [user] = await sql<{ id: number; passwordHash: string }[]>`
     select id, password_hash as "passwordHash" from users where email = ${email}`
   return user
 }

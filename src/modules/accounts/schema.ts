@@ -49,4 +49,3 @@ export const CurrentSession = Type.Object({
   userId: Type.Integer(),
   email: Type.String()
 })
-

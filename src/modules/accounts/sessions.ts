@@ -50,57 +50,62 @@ export interface SessionsOptions {
 const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 /** Sessions for every module: the token comes as `Authorization: Bearer` or as the HttpOnly cookie. */
-export const sessionsPlugin = fp(async (app: FastifyInstance, { sql, config }: SessionsOptions) => {
-  await app.register(cookie)
-  const publicHost = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).host
-  app.decorateRequest('user', null)
-  app.decorateRequest('sessionToken', null)
-  app.decorateRequest('caller', {
-    getter () {
-      if (!this.user) throw new Unauthorized()
-      return this.user
+export const sessionsPlugin = fp(
+  async (app: FastifyInstance, { sql, config }: SessionsOptions) => {
+    await app.register(cookie)
+    const publicHost = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).host
+    app.decorateRequest('user', null)
+    app.decorateRequest('sessionToken', null)
+    app.decorateRequest('caller', {
+      getter() {
+        if (!this.user) throw new Unauthorized()
+        return this.user
+      }
+    })
+
+    /** Sets request.user from a live session, or says why there is none. */
+    async function resolve(request: FastifyRequest): Promise<'no-token' | 'cross-site' | 'invalid' | undefined> {
+      const { token, ambient } = presentedToken(request)
+      if (!token) return 'no-token'
+      // A cookie rides along on cross-site requests too: its writes are not the caller's intent.
+      if (ambient && isCrossSiteWrite(request, publicHost)) return 'cross-site'
+      const user = await findSessionUser(sql, token, config.sessionIdleMs)
+      if (!user) return 'invalid'
+      request.user = user
+      request.sessionToken = token
     }
-  })
 
-  /** Sets request.user from a live session, or says why there is none. */
-  async function resolve(request: FastifyRequest): Promise<'no-token' | 'cross-site' | 'invalid' | undefined> {
-    const { token, ambient } = presentedToken(request)
-    if (!token) return 'no-token'
-    // A cookie rides along on cross-site requests too: its writes are not the caller's intent.
-    if (ambient && isCrossSiteWrite(request, publicHost)) return 'cross-site'
-    const user = await findSessionUser(sql, token, config.sessionIdleMs)
-    if (!user) return 'invalid'
-    request.user = user
-    request.sessionToken = token
-  }
+    app.decorate('authenticate', async (request: FastifyRequest) => {
+      const problem = await resolve(request)
+      if (problem === 'no-token') throw new Unauthorized()
+      if (problem === 'cross-site') throw new Forbidden('cross-site request refused')
+      if (problem === 'invalid') throw new Unauthorized('session expired or invalid')
+    })
 
-  app.decorate('authenticate', async (request: FastifyRequest) => {
-    const problem = await resolve(request)
-    if (problem === 'no-token') throw new Unauthorized()
-    if (problem === 'cross-site') throw new Forbidden('cross-site request refused')
-    if (problem === 'invalid') throw new Unauthorized('session expired or invalid')
-  })
+    // A caller without a usable session (a cross-site write included) is simply anonymous.
+    app.decorate('identify', async (request: FastifyRequest) => {
+      await resolve(request)
+    })
 
-  // A caller without a usable session (a cross-site write included) is simply anonymous.
-  app.decorate('identify', async (request: FastifyRequest) => { await resolve(request) })
+    // The route option `auth` becomes the hook that runs first (before the body is even read) and
+    // what the OpenAPI document says of it.
+    app.addHook('onRoute', (route) => {
+      const auth = route.config?.auth
+      if (!auth) return
+      const hook = auth === 'required' ? app.authenticate : app.identify
+      route.onRequest = [hook, ...[route.onRequest ?? []].flat()]
+      if (auth !== 'required' || !route.schema) return
+      route.schema.security = [{ bearer: [] }]
+      const write = ![route.method].flat().every((method) => safeMethods.has(method))
+      route.schema.response = { 401: ErrorBody, ...(write && { 403: ErrorBody }), ...(route.schema.response as object) }
+    })
 
-  // The route option `auth` becomes the hook that runs first (before the body is even read) and
-  // what the OpenAPI document says of it.
-  app.addHook('onRoute', (route) => {
-    const auth = route.config?.auth
-    if (!auth) return
-    const hook = auth === 'required' ? app.authenticate : app.identify
-    route.onRequest = [hook, ...[route.onRequest ?? []].flat()]
-    if (auth !== 'required' || !route.schema) return
-    route.schema.security = [{ bearer: [] }]
-    const write = ![route.method].flat().every((method) => safeMethods.has(method))
-    route.schema.response = { 401: ErrorBody, ...(write && { 403: ErrorBody }), ...route.schema.response as object }
-  })
-
-  const ends = sessionEnds(sql, app.log, config)
-  app.decorate('watchSession', ends.watch)
-  app.addHook('onClose', ends.close)
-}, { name: 'sessions' })
+    const ends = sessionEnds(sql, app.log, config)
+    app.decorate('watchSession', ends.watch)
+    app.addHook('onClose', ends.close)
+  },
+  { name: 'sessions' }
+)
 
 const endsChannel = 'session_ends'
 const listenTimeoutMs = 3000
@@ -115,7 +120,7 @@ const longestSweepMs = 15_000
  * A session ended between its check at the start of the request and the start of watching is also
  * found by the sweep.
  */
-function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, sessionTtlMs }: SessionsOptions['config']) {
+function sessionEnds(sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, sessionTtlMs }: SessionsOptions['config']) {
   const watchers = new Map<string, Set<() => void>>()
   let listened: Promise<void> | undefined
   let unlisten: (() => Promise<void>) | undefined
@@ -123,28 +128,32 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
   let sweeping = false
 
   /** Resolves once PostgreSQL has first said it listens; registered once per process (postgres.js re-listens by itself). */
-  function listen () {
+  function listen() {
     listened ??= new Promise((resolve) => {
-      sql.listen(endsChannel, end, () => {
-        resolve()
-        if (listenedBefore) void sweep()
-        listenedBefore = true
-      }).then(
-        (listener) => { unlisten = listener.unlisten },
-        (error: Error) => log.warn({ err: error.message }, 'not listening for session ends yet; retrying')
-      )
+      sql
+        .listen(endsChannel, end, () => {
+          resolve()
+          if (listenedBefore) void sweep()
+          listenedBefore = true
+        })
+        .then(
+          (listener) => {
+            unlisten = listener.unlisten
+          },
+          (error: Error) => log.warn({ err: error.message }, 'not listening for session ends yet; retrying')
+        )
     })
     return listened
   }
 
-  function end (hash: string) {
+  function end(hash: string) {
     const onEnds = watchers.get(hash)
     if (!onEnds) return
     watchers.delete(hash)
     for (const onEnd of onEnds) onEnd()
   }
 
-  async function sweep () {
+  async function sweep() {
     const hashes = [...watchers.keys()]
     if (hashes.length === 0 || sweeping) return
     sweeping = true
@@ -158,7 +167,10 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
       const liveHashes = new Set(live.map((row) => row.hash))
       for (const hash of hashes) if (!liveHashes.has(hash)) end(hash)
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not check the watched sessions; trying again at the next sweep')
+      log.warn(
+        { err: (error as Error).message },
+        'could not check the watched sessions; trying again at the next sweep'
+      )
     } finally {
       sweeping = false
     }
@@ -168,7 +180,7 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
   const timer = setInterval(() => void sweep(), sweepMs).unref()
 
   return {
-    async watch (token: string, onEnd: () => void) {
+    async watch(token: string, onEnd: () => void) {
       await within(listen(), listenTimeoutMs, 'session ends cannot be heard now, retry shortly')
       const hash = hashToken(token).toString('hex')
       const onEnds = watchers.get(hash) ?? new Set()
@@ -179,7 +191,7 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
       }
     },
 
-    async close () {
+    async close() {
       clearInterval(timer)
       await unlisten?.().catch(() => undefined)
     }
@@ -187,7 +199,7 @@ function sessionEnds (sql: Sql, log: FastifyBaseLogger, { sessionIdleMs, session
 }
 
 /** The Bearer token, else the cookie (`ambient`: the browser sends it by itself). */
-function presentedToken(request: FastifyRequest): { token: string | undefined, ambient: boolean } {
+function presentedToken(request: FastifyRequest): { token: string | undefined; ambient: boolean } {
   const bearer = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
   if (bearer) return { token: bearer, ambient: false }
   return { token: request.cookies[sessionCookie], ambient: true }

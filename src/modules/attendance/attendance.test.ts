@@ -29,9 +29,14 @@ const alphabet = '23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 const publicId = new RegExp(`^[${alphabet}]{6}$`)
 const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
-const teacher = (server = a, names = { firstName: 'Ana', lastName: 'Sousa' }) => signUp(server.url, 'correct horse battery', names)
+const teacher = (server = a, names = { firstName: 'Ana', lastName: 'Sousa' }) =>
+  signUp(server.url, 'correct horse battery', names)
 
-async function openSheet (user: Teacher, body: Record<string, unknown> = { courseUnit: 0, summary: 'tp1' }, server = a): Promise<string> {
+async function openSheet(
+  user: Teacher,
+  body: Record<string, unknown> = { courseUnit: 0, summary: 'tp1' },
+  server = a
+): Promise<string> {
   const res = await request(server.url, 'POST', '/api/attendance/sheet/new', { json: body, headers: user.bearer })
   assert.equal(res.status, 201, res.text)
   return res.body.attendanceId
@@ -44,19 +49,21 @@ const setStatus = (user: Teacher, sheet: string, status: unknown, server = a) =>
   request(server.url, 'POST', `/api/attendance/sheet/${sheet}/status`, { json: { status }, headers: user.bearer })
 
 /** A sheet id that is well formed but unused (a fresh random one is used with odds of 1 in 57^6). */
-function unusedId (): string {
+function unusedId(): string {
   return Array.from({ length: 6 }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join('')
 }
 
-async function storedRegistrations (sheet: string) {
-  return [...await db.sql<{ nmec: number, name: string, addedBy: number | null }[]>`
+async function storedRegistrations(sheet: string) {
+  return [
+    ...(await db.sql<{ nmec: number; name: string; addedBy: number | null }[]>`
     select r.nmec, r.name, r.added_by as "addedBy"
       from registrations r join attendance_sheets s on s.id = r.sheet_id
      where s.public_id = ${sheet}
-     order by r.registered_at, r.nmec`]
+     order by r.registered_at, r.nmec`)
+  ]
 }
 
-async function storedSheet (sheet: string) {
+async function storedSheet(sheet: string) {
   const [row] = await db.sql`
     select creator_id as "creatorId", course_unit_id as "courseUnit", summary, is_active as "isActive"
       from attendance_sheets where public_id = ${sheet}`
@@ -80,20 +87,26 @@ describe('reference data', () => {
   })
 
   test('the seed run again changes nothing', async () => {
-    const before = [...await db.sql`select * from course_units order by id`]
+    const before = [...(await db.sql`select * from course_units order by id`)]
     const seed = await readFile(new URL('./migrations/006_attendance_seed.sql', import.meta.url), 'utf8')
 
     await db.sql.unsafe(seed)
 
-    assert.deepEqual([...await db.sql`select * from course_units order by id`], before)
-    assert.deepEqual([...await db.sql`select id, name, initials from departments`], [{ id: 4, name: 'DETI', initials: 'DETI' }])
+    assert.deepEqual([...(await db.sql`select * from course_units order by id`)], before)
+    assert.deepEqual(
+      [...(await db.sql`select id, name, initials from departments`)],
+      [{ id: 4, name: 'DETI', initials: 'DETI' }]
+    )
   })
 
   test('all course units by name, cacheable for a day', async () => {
     const res = await request(b.url, 'GET', '/api/course_units')
 
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body.map((unit: { name: string }) => unit.name), ['ITW', 'MAS', 'PI', 'TPW'])
+    assert.deepEqual(
+      res.body.map((unit: { name: string }) => unit.name),
+      ['ITW', 'MAS', 'PI', 'TPW']
+    )
     assert.equal(res.headers.get('cache-control'), 'public, max-age=86400')
   })
 
@@ -117,7 +130,10 @@ describe('reference data', () => {
     const res = await request(b.url, 'GET', '/api/course_units/my', { headers: ana.bearer })
 
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body, [{ id: 0, name: 'PI', department: 4 }, { id: 3, name: 'TPW', department: 4 }])
+    assert.deepEqual(res.body, [
+      { id: 0, name: 'PI', department: 4 },
+      { id: 3, name: 'TPW', department: 4 }
+    ])
     assert.equal((await request(a.url, 'GET', '/api/course_units/my')).status, 401)
   })
 })
@@ -126,12 +142,20 @@ describe('POST /api/attendance/sheet/new', () => {
   test('opens a sheet under a random 6-character id, the summary trimmed and upper-cased', async () => {
     const ana = await teacher()
 
-    const res = await request(a.url, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 0, summary: '  tp1 ' }, headers: ana.bearer })
+    const res = await request(a.url, 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: 0, summary: '  tp1 ' },
+      headers: ana.bearer
+    })
 
     assert.equal(res.status, 201)
     assert.deepEqual(Object.keys(res.body), ['attendanceId'])
     assert.match(res.body.attendanceId, publicId)
-    assert.deepEqual(await storedSheet(res.body.attendanceId), { creatorId: ana.userId, courseUnit: 0, summary: 'TP1', isActive: true })
+    assert.deepEqual(await storedSheet(res.body.attendanceId), {
+      creatorId: ana.userId,
+      courseUnit: 0,
+      summary: 'TP1',
+      isActive: true
+    })
   })
 
   test('without a summary the sheet has none', async () => {
@@ -159,8 +183,11 @@ describe('POST /api/attendance/sheet/new', () => {
 
       assert.equal(res.status, 422, res.text)
       assert.equal(res.body.error, 'invalid-input')
-      assert.deepEqual(res.body.details.map((detail: string) => detail.split(':')[0]), fields)
-      assert.deepEqual([...await db.sql`select 1 from attendance_sheets where creator_id = ${ana.userId}`], [])
+      assert.deepEqual(
+        res.body.details.map((detail: string) => detail.split(':')[0]),
+        fields
+      )
+      assert.deepEqual([...(await db.sql`select 1 from attendance_sheets where creator_id = ${ana.userId}`)], [])
     })
   }
 
@@ -175,11 +202,14 @@ describe('POST /api/attendance/sheet/new', () => {
   test('an unknown course unit: 404, no sheet', async () => {
     const ana = await teacher()
 
-    const res = await request(a.url, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 9999 }, headers: ana.bearer })
+    const res = await request(a.url, 'POST', '/api/attendance/sheet/new', {
+      json: { courseUnit: 9999 },
+      headers: ana.bearer
+    })
 
     assert.equal(res.status, 404)
     assert.equal(res.body.error, 'not-found')
-    assert.deepEqual([...await db.sql`select 1 from attendance_sheets where creator_id = ${ana.userId}`], [])
+    assert.deepEqual([...(await db.sql`select 1 from attendance_sheets where creator_id = ${ana.userId}`)], [])
   })
 
   test('no session: 401', async () => {
@@ -192,10 +222,19 @@ describe('POST /api/attendance/sheet/new', () => {
   test('50 parallel creations over both replicas: 50 distinct ids, 50 rows', async () => {
     const ana = await teacher()
 
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-      request([a, b][i % 2].url, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 1, summary: `p${i}` }, headers: ana.bearer })))
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        request([a, b][i % 2].url, 'POST', '/api/attendance/sheet/new', {
+          json: { courseUnit: 1, summary: `p${i}` },
+          headers: ana.bearer
+        })
+      )
+    )
 
-    assert.deepEqual(results.map((res) => res.status), Array(50).fill(201))
+    assert.deepEqual(
+      results.map((res) => res.status),
+      Array(50).fill(201)
+    )
     const ids = new Set(results.map((res) => res.body.attendanceId))
     assert.equal(ids.size, 50)
     const [{ count }] = await db.sql`select count(*)::int from attendance_sheets where creator_id = ${ana.userId}`
@@ -212,8 +251,19 @@ describe('GET /api/attendance/sheet/:id', () => {
 
     assert.equal(res.status, 200)
     const { timestamp, signInUrl, ...rest } = res.body
-    assert.deepEqual(rest, { id, courseUnit: 0, courseUnitName: 'PI', creatorName: 'Ana Sousa', summary: 'TP1', isActive: true })
-    assert.equal(signInUrl, `${b.url}/reg.html?id=${id}`, 'the sign-in URL is built from the origin the request reached')
+    assert.deepEqual(rest, {
+      id,
+      courseUnit: 0,
+      courseUnitName: 'PI',
+      creatorName: 'Ana Sousa',
+      summary: 'TP1',
+      isActive: true
+    })
+    assert.equal(
+      signInUrl,
+      `${b.url}/reg.html?id=${id}`,
+      'the sign-in URL is built from the origin the request reached'
+    )
     assert.match(timestamp, iso)
     assert.ok(Math.abs(Date.parse(timestamp) - Date.now()) < 60_000)
   })
@@ -244,7 +294,7 @@ describe('GET /api/attendance/sheet/:id', () => {
   test('ids differing only in letter case are different sheets', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
-    const swapped = [...id].map((c) => c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()).join('')
+    const swapped = [...id].map((c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase())).join('')
     if (swapped === id || !publicId.test(swapped)) return // only digits, or a letter with no twin in the alphabet
 
     assert.equal((await request(a.url, 'GET', `/api/attendance/sheet/${swapped}`)).status, 404)
@@ -265,19 +315,25 @@ describe('GET /api/attendance/sheets/:courseId', () => {
 
     assert.equal(res.status, 200)
     assert.equal(res.body.courseUnit, 2)
-    assert.deepEqual(res.body.attendances.map(({ registerTimestamp, ...sheet }: { registerTimestamp: string }) => {
-      assert.match(registerTimestamp, iso)
-      return sheet
-    }), [
-      { id: second, summary: null, isActive: true },
-      { id: first, summary: 'FIRST', isActive: false }
-    ])
+    assert.deepEqual(
+      res.body.attendances.map(({ registerTimestamp, ...sheet }: { registerTimestamp: string }) => {
+        assert.match(registerTimestamp, iso)
+        return sheet
+      }),
+      [
+        { id: second, summary: null, isActive: true },
+        { id: first, summary: 'FIRST', isActive: false }
+      ]
+    )
   })
 
   test('a unit without sheets of the caller: an empty list; not an integer: 422; no session: 401', async () => {
     const ana = await teacher()
 
-    assert.deepEqual((await request(a.url, 'GET', '/api/attendance/sheets/3', { headers: ana.bearer })).body, { courseUnit: 3, attendances: [] })
+    assert.deepEqual((await request(a.url, 'GET', '/api/attendance/sheets/3', { headers: ana.bearer })).body, {
+      courseUnit: 3,
+      attendances: []
+    })
     assert.equal((await request(a.url, 'GET', '/api/attendance/sheets/abc', { headers: ana.bearer })).status, 422)
     assert.equal((await request(a.url, 'GET', '/api/attendance/sheets/3')).status, 401)
   })
@@ -303,7 +359,10 @@ describe('an unknown sheet id', () => {
         assert.equal(res.status, 404, `${method} ${path}: ${res.text}`)
         assert.equal(res.body.error, 'not-found')
       }
-      assert.deepEqual([...await db.sql`select 1 from registrations where nmec = 12345 and added_by = ${ana.userId}`], [])
+      assert.deepEqual(
+        [...(await db.sql`select 1 from registrations where nmec = 12345 and added_by = ${ana.userId}`)],
+        []
+      )
     })
   }
 })
@@ -340,10 +399,16 @@ describe('POST /api/attendance/sheet/:id/status', () => {
       const ana = await teacher()
       const id = await openSheet(ana)
 
-      const res = await request(a.url, 'POST', `/api/attendance/sheet/${id}/status`, { json: body, headers: ana.bearer })
+      const res = await request(a.url, 'POST', `/api/attendance/sheet/${id}/status`, {
+        json: body,
+        headers: ana.bearer
+      })
 
       assert.equal(res.status, 422)
-      assert.deepEqual(res.body.details.map((detail: string) => detail.split(':')[0]), ['status'])
+      assert.deepEqual(
+        res.body.details.map((detail: string) => detail.split(':')[0]),
+        ['status']
+      )
       assert.equal((await storedSheet(id)).isActive, true)
     })
   }
@@ -352,7 +417,10 @@ describe('POST /api/attendance/sheet/:id/status', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    assert.equal((await request(a.url, 'POST', `/api/attendance/sheet/${id}/status`, { json: { status: false } })).status, 401)
+    assert.equal(
+      (await request(a.url, 'POST', `/api/attendance/sheet/${id}/status`, { json: { status: false } })).status,
+      401
+    )
   })
 })
 
@@ -435,7 +503,10 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
 
     assert.equal(res.status, 403)
     const list = await request(a.url, 'GET', `/api/attendance/sheet/${id}/students`, { headers: ana.bearer })
-    assert.deepEqual(list.body.map((student: { nmec: number }) => student.nmec), [98765])
+    assert.deepEqual(
+      list.body.map((student: { nmec: number }) => student.nmec),
+      [98765]
+    )
     assert.deepEqual(await storedRegistrations(id), [{ nmec: 98765, name: 'Maria Silva', addedBy: null }])
   })
 
@@ -444,9 +515,13 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
     const id = await openSheet(ana)
     await setStatus(ana, id, false)
 
-    const res = await signIn(id, { nmec: 12345, name: 'Joao Costa' }, {
-      headers: { ...ana.cookie, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }
-    })
+    const res = await signIn(
+      id,
+      { nmec: 12345, name: 'Joao Costa' },
+      {
+        headers: { ...ana.cookie, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }
+      }
+    )
 
     assert.equal(res.status, 403)
     assert.deepEqual(await storedRegistrations(id), [])
@@ -501,7 +576,10 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
 
       assert.equal(res.status, 422, res.text)
       assert.equal(res.body.error, 'invalid-input')
-      assert.deepEqual(res.body.details.map((detail: string) => detail.split(':')[0]), fields)
+      assert.deepEqual(
+        res.body.details.map((detail: string) => detail.split(':')[0]),
+        fields
+      )
       assert.deepEqual(await storedRegistrations(id), [])
     })
   }
@@ -521,7 +599,8 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
     const id = await openSheet(ana)
 
     const res = await request(a.url, 'POST', `/api/attendance/sheet/${id}/student/registration`, {
-      body: '{"nmec": 1,', headers: { 'content-type': 'application/json' }
+      body: '{"nmec": 1,',
+      headers: { 'content-type': 'application/json' }
     })
 
     assert.equal(res.status, 400)
@@ -532,20 +611,32 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-      signIn(id, { nmec: 1000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] })))
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        signIn(id, { nmec: 1000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] })
+      )
+    )
 
-    assert.deepEqual(results.map((res) => res.status), Array(20).fill(201))
+    assert.deepEqual(
+      results.map((res) => res.status),
+      Array(20).fill(201)
+    )
     const stored = await storedRegistrations(id)
-    assert.deepEqual(stored.map((row) => row.nmec).sort(), Array.from({ length: 20 }, (_, i) => 1000 + i))
+    assert.deepEqual(
+      stored.map((row) => row.nmec).sort(),
+      Array.from({ length: 20 }, (_, i) => 1000 + i)
+    )
   })
 
   test('10 parallel sign-ins of one number over both replicas: one 201, nine 409, one row', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-      signIn(id, { nmec: 55555, name: `Claimant ${i}` }, { server: [a, b][i % 2] })))
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        signIn(id, { nmec: 55555, name: `Claimant ${i}` }, { server: [a, b][i % 2] })
+      )
+    )
 
     assert.deepEqual(results.map((res) => res.status).sort(), [201, ...Array(9).fill(409)])
     const winner = results.find((res) => res.status === 201)!
@@ -557,13 +648,20 @@ describe('POST /api/attendance/sheet/:id/student/registration', () => {
     const id = await openSheet(ana)
 
     const [results, closed] = await Promise.all([
-      Promise.all(Array.from({ length: 30 }, (_, i) => signIn(id, { nmec: 2000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] }))),
+      Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          signIn(id, { nmec: 2000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] })
+        )
+      ),
       setStatus(ana, id, false, b)
     ])
 
     assert.equal(closed.status, 200)
-    const accepted = results.flatMap((res) => res.status === 201 ? [res.body.nmec] : [])
-    assert.ok(results.every((res) => res.status === 201 || res.status === 403), results.map((res) => res.status).join())
+    const accepted = results.flatMap((res) => (res.status === 201 ? [res.body.nmec] : []))
+    assert.ok(
+      results.every((res) => res.status === 201 || res.status === 403),
+      results.map((res) => res.status).join()
+    )
     assert.deepEqual((await storedRegistrations(id)).map((row) => row.nmec).sort(), accepted.sort())
     assert.equal((await signIn(id, { nmec: 3000, name: 'Too Late' })).status, 403)
   })
@@ -573,16 +671,25 @@ describe('GET /api/attendance/sheet/:id/students', () => {
   test('the creator sees the students in sign-in order, with their sign-in times on this sheet', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
-    for (const [nmec, name] of [[300, 'Carla Dias'], [100, 'Alice Bento'], [200, 'Bruno Reis']] as const) {
+    for (const [nmec, name] of [
+      [300, 'Carla Dias'],
+      [100, 'Alice Bento'],
+      [200, 'Bruno Reis']
+    ] as const) {
       assert.equal((await signIn(id, { nmec, name })).status, 201)
     }
 
     const res = await request(b.url, 'GET', `/api/attendance/sheet/${id}/students`, { headers: ana.bearer })
 
     assert.equal(res.status, 200)
-    assert.deepEqual(res.body.map(({ nmec, name }: { nmec: number, name: string }) => ({ nmec, name })), [
-      { nmec: 300, name: 'Carla Dias' }, { nmec: 100, name: 'Alice Bento' }, { nmec: 200, name: 'Bruno Reis' }
-    ])
+    assert.deepEqual(
+      res.body.map(({ nmec, name }: { nmec: number; name: string }) => ({ nmec, name })),
+      [
+        { nmec: 300, name: 'Carla Dias' },
+        { nmec: 100, name: 'Alice Bento' },
+        { nmec: 200, name: 'Bruno Reis' }
+      ]
+    )
     const times = res.body.map((student: { timestamp: string }) => student.timestamp)
     for (const time of times) assert.match(time, iso)
     assert.deepEqual(times, [...times].sort())
@@ -609,18 +716,27 @@ describe('DELETE /api/attendance/sheet/:id/student/deletion', () => {
     const id = await openSheet(ana)
     for (const nmec of [1, 2, 3]) await signIn(id, { nmec, name: `Student ${nmec}` })
 
-    const res = await request(b.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [1, 3, 4] }, headers: ana.bearer })
+    const res = await request(b.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, {
+      json: { nmecs: [1, 3, 4] },
+      headers: ana.bearer
+    })
 
     assert.equal(res.status, 200)
     assert.deepEqual(res.body, { removed: 2 })
-    assert.deepEqual((await storedRegistrations(id)).map((row) => row.nmec), [2])
+    assert.deepEqual(
+      (await storedRegistrations(id)).map((row) => row.nmec),
+      [2]
+    )
   })
 
   test('a removed student may sign in again', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
     await signIn(id, { nmec: 12345, name: 'Joao Costa' })
-    await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [12345] }, headers: ana.bearer })
+    await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, {
+      json: { nmecs: [12345] },
+      headers: ana.bearer
+    })
 
     assert.equal((await signIn(id, { nmec: 12345, name: 'Joao Costa' })).status, 201)
   })
@@ -631,10 +747,16 @@ describe('DELETE /api/attendance/sheet/:id/student/deletion', () => {
     const id = await openSheet(ana)
     await signIn(id, { nmec: 98765, name: 'Maria Silva' })
 
-    const res = await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [98765] }, headers: bruno.bearer })
+    const res = await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, {
+      json: { nmecs: [98765] },
+      headers: bruno.bearer
+    })
 
     assert.equal(res.status, 403)
-    assert.deepEqual((await storedRegistrations(id)).map((row) => row.nmec), [98765])
+    assert.deepEqual(
+      (await storedRegistrations(id)).map((row) => row.nmec),
+      [98765]
+    )
   })
 
   for (const body of [{ nmecs: 'x' }, { nmecs: ['x'] }, { nmecs: [0] }, {}]) {
@@ -643,11 +765,17 @@ describe('DELETE /api/attendance/sheet/:id/student/deletion', () => {
       const id = await openSheet(ana)
       await signIn(id, { nmec: 98765, name: 'Maria Silva' })
 
-      const res = await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: body, headers: ana.bearer })
+      const res = await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, {
+        json: body,
+        headers: ana.bearer
+      })
 
       assert.equal(res.status, 422)
       assert.equal(res.body.error, 'invalid-input')
-      assert.deepEqual((await storedRegistrations(id)).map((row) => row.nmec), [98765])
+      assert.deepEqual(
+        (await storedRegistrations(id)).map((row) => row.nmec),
+        [98765]
+      )
     })
   }
 
@@ -655,7 +783,10 @@ describe('DELETE /api/attendance/sheet/:id/student/deletion', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    assert.equal((await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [1] } })).status, 401)
+    assert.equal(
+      (await request(a.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [1] } })).status,
+      401
+    )
   })
 })
 
@@ -663,7 +794,15 @@ describe('GET /api/attendance/sheet/:id/students.csv', () => {
   test('a CSV attachment of the list: RFC 4180 quoting, formulas kept as text', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
-    const names = ['Maria Silva', 'Silva, Maria', 'Maria "Mia" Silva', '=HYPERLINK("x")', '+351 Maria', '-Maria-', '@Maria Silva']
+    const names = [
+      'Maria Silva',
+      'Silva, Maria',
+      'Maria "Mia" Silva',
+      '=HYPERLINK("x")',
+      '+351 Maria',
+      '-Maria-',
+      '@Maria Silva'
+    ]
     for (const [i, name] of names.entries()) assert.equal((await signIn(id, { nmec: 100 + i, name })).status, 201)
 
     const res = await request(b.url, 'GET', `/api/attendance/sheet/${id}/students.csv`, { headers: ana.bearer })
@@ -676,15 +815,18 @@ describe('GET /api/attendance/sheet/:id/students.csv', () => {
     assert.equal(lines[0], 'Timestamp,Student number,Name')
     const times = lines.slice(1).map((line) => line.split(',')[0])
     for (const time of times) assert.match(time, iso)
-    assert.deepEqual(lines.slice(1).map((line) => line.slice(line.indexOf(',') + 1)), [
-      '100,Maria Silva',
-      '101,"Silva, Maria"',
-      '102,"Maria ""Mia"" Silva"',
-      '103,"\'=HYPERLINK(""x"")"',
-      "104,'+351 Maria",
-      "105,'-Maria-",
-      "106,'@Maria Silva"
-    ])
+    assert.deepEqual(
+      lines.slice(1).map((line) => line.slice(line.indexOf(',') + 1)),
+      [
+        '100,Maria Silva',
+        '101,"Silva, Maria"',
+        '102,"Maria ""Mia"" Silva"',
+        '103,"\'=HYPERLINK(""x"")"',
+        "104,'+351 Maria",
+        "105,'-Maria-",
+        "106,'@Maria Silva"
+      ]
+    )
   })
 
   test('a long list is streamed whole, in sign-in order', async () => {
@@ -700,7 +842,10 @@ describe('GET /api/attendance/sheet/:id/students.csv', () => {
 
     const lines = res.text.trimEnd().split('\r\n')
     assert.equal(lines.length, 1501)
-    assert.deepEqual(lines.slice(1).map((line) => Number(line.split(',')[1])), Array.from({ length: 1500 }, (_, i) => i + 1))
+    assert.deepEqual(
+      lines.slice(1).map((line) => Number(line.split(',')[1])),
+      Array.from({ length: 1500 }, (_, i) => i + 1)
+    )
   })
 
   test('an empty sheet: only the header', async () => {
@@ -717,34 +862,44 @@ describe('GET /api/attendance/sheet/:id/students.csv', () => {
     const bruno = await teacher()
     const id = await openSheet(ana)
 
-    assert.equal((await request(a.url, 'GET', `/api/attendance/sheet/${id}/students.csv`, { headers: bruno.bearer })).status, 403)
+    assert.equal(
+      (await request(a.url, 'GET', `/api/attendance/sheet/${id}/students.csv`, { headers: bruno.bearer })).status,
+      403
+    )
     assert.equal((await request(a.url, 'GET', `/api/attendance/sheet/${id}/students.csv`)).status, 401)
   })
 })
 
 /** An event stream read as it arrives: `next()` waits for the next `change` event. */
-async function openEvents (server: Replica, sheet: string, headers: Record<string, string>) {
+async function openEvents(server: Replica, sheet: string, headers: Record<string, string>) {
   const aborter = new AbortController()
   const res = await fetch(`${server.url}/api/attendance/sheet/${sheet}/events`, { headers, signal: aborter.signal })
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader()
   let buffered = ''
-  const events: Array<{ event: string, data: string }> = []
-  async function next (timeoutMs = 5000): Promise<{ event: string, data: unknown }> {
+  const events: Array<{ event: string; data: string }> = []
+  async function next(timeoutMs = 5000): Promise<{ event: string; data: unknown }> {
     const deadline = Date.now() + timeoutMs
     while (events.length === 0) {
       const chunk = await Promise.race([
         reader.read(),
-        new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('no event in time')), deadline - Date.now()).unref())
+        new Promise<never>((_resolve, reject) =>
+          setTimeout(() => reject(new Error('no event in time')), deadline - Date.now()).unref()
+        )
       ])
       if (chunk.done) throw new Error('the stream ended')
       buffered += chunk.value
       for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
         const block = buffered.slice(0, end)
         buffered = buffered.slice(end + 2)
-        const fields = Object.fromEntries(block.split('\n').filter((line) => !line.startsWith(':')).map((line) => {
-          const colon = line.indexOf(':')
-          return [line.slice(0, colon), line.slice(colon + 1).trim()]
-        }))
+        const fields = Object.fromEntries(
+          block
+            .split('\n')
+            .filter((line) => !line.startsWith(':'))
+            .map((line) => {
+              const colon = line.indexOf(':')
+              return [line.slice(0, colon), line.slice(colon + 1).trim()]
+            })
+        )
         if (fields.event) events.push({ event: fields.event, data: fields.data })
       }
     }
@@ -767,7 +922,10 @@ describe('GET /api/attendance/sheet/:id/events', () => {
       assert.equal((await signIn(id, { nmec: 98765, name: 'Maria Silva' }, { server: b })).status, 201)
       assert.deepEqual(await events.next(), { event: 'change', data: { sheet: id, reason: 'registered' } })
 
-      await request(b.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, { json: { nmecs: [98765] }, headers: ana.bearer })
+      await request(b.url, 'DELETE', `/api/attendance/sheet/${id}/student/deletion`, {
+        json: { nmecs: [98765] },
+        headers: ana.bearer
+      })
       assert.deepEqual(await events.next(), { event: 'change', data: { sheet: id, reason: 'removed' } })
 
       await setStatus(ana, id, false, b)
@@ -784,7 +942,10 @@ describe('GET /api/attendance/sheet/:id/events', () => {
     const events = await openEvents(b, watched, ana.bearer)
     try {
       await signIn(other, { nmec: 1, name: 'Other Sheet' })
-      await request(a.url, 'DELETE', `/api/attendance/sheet/${watched}/student/deletion`, { json: { nmecs: [1] }, headers: ana.bearer })
+      await request(a.url, 'DELETE', `/api/attendance/sheet/${watched}/student/deletion`, {
+        json: { nmecs: [1] },
+        headers: ana.bearer
+      })
       await setStatus(ana, watched, true) // already open
       await signIn(watched, { nmec: 2, name: 'Watched Sheet' }, { server: a })
 
@@ -799,7 +960,10 @@ describe('GET /api/attendance/sheet/:id/events', () => {
     const bruno = await teacher()
     const id = await openSheet(ana)
 
-    assert.equal((await request(a.url, 'GET', `/api/attendance/sheet/${id}/events`, { headers: bruno.bearer })).status, 403)
+    assert.equal(
+      (await request(a.url, 'GET', `/api/attendance/sheet/${id}/events`, { headers: bruno.bearer })).status,
+      403
+    )
     assert.equal((await request(a.url, 'GET', `/api/attendance/sheet/${id}/events`)).status, 401)
   })
 
@@ -823,18 +987,28 @@ describe('sign-in rate limit', () => {
 
   // limited[0] trusts X-Forwarded-For from the loopback (a proxy in front), limited[1] does not.
   before(async () => {
-    limited = await Promise.all(['127.0.0.1', 'false'].map((trustProxy) =>
-      startReplica({ DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10', TRUST_PROXY: trustProxy })))
+    limited = await Promise.all(
+      ['127.0.0.1', 'false'].map((trustProxy) =>
+        startReplica({ DATABASE_URL: db.url, ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '10', TRUST_PROXY: trustProxy })
+      )
+    )
   })
-  after(async () => { await Promise.all(limited.map((server) => server.stop())) })
+  after(async () => {
+    await Promise.all(limited.map((server) => server.stop()))
+  })
 
   test('300 sign-ins within a minute from one address on one sheet all pass', async () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    const results = await inWaves(300, 20, (i) => signIn(id, { nmec: 10_000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] }))
+    const results = await inWaves(300, 20, (i) =>
+      signIn(id, { nmec: 10_000 + i, name: `Student ${i}` }, { server: [a, b][i % 2] })
+    )
 
-    assert.deepEqual(results.filter((res) => res.status !== 201).map((res) => res.status), [])
+    assert.deepEqual(
+      results.filter((res) => res.status !== 201).map((res) => res.status),
+      []
+    )
     const [{ count }] = await db.sql`
       select count(*)::int from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${id}`
     assert.equal(count, 300)
@@ -844,8 +1018,11 @@ describe('sign-in rate limit', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
 
-    const results = await Promise.all(Array.from({ length: 12 }, (_, i) =>
-      signIn(id, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[i % 2] })))
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        signIn(id, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[i % 2] })
+      )
+    )
 
     const statuses = results.map((res) => res.status)
     assert.equal(statuses.filter((status) => status === 201).length, 10, statuses.join())
@@ -863,7 +1040,9 @@ describe('sign-in rate limit', () => {
     const ana = await teacher()
     const busy = await openSheet(ana)
     const quiet = await openSheet(ana)
-    await Promise.all(Array.from({ length: 11 }, (_, i) => signIn(busy, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[0] })))
+    await Promise.all(
+      Array.from({ length: 11 }, (_, i) => signIn(busy, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[0] }))
+    )
 
     const res = await signIn(quiet, { nmec: 1, name: 'Maria Silva' }, { server: limited[1] })
 
@@ -874,7 +1053,8 @@ describe('sign-in rate limit', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
     const from = (address: string) => ({ server: limited[0], headers: { 'x-forwarded-for': address } })
-    for (let i = 0; i < 10; i++) assert.equal((await signIn(id, { nmec: 1 + i, name: `Student ${i}` }, from('10.0.0.1'))).status, 201)
+    for (let i = 0; i < 10; i++)
+      assert.equal((await signIn(id, { nmec: 1 + i, name: `Student ${i}` }, from('10.0.0.1'))).status, 201)
 
     const sameAddress = await signIn(id, { nmec: 100, name: 'Maria Silva' }, from('10.0.0.1'))
     const otherAddress = await signIn(id, { nmec: 101, name: 'Joao Costa' }, from('10.0.0.2'))
@@ -887,11 +1067,19 @@ describe('sign-in rate limit', () => {
     const ana = await teacher()
     const id = await openSheet(ana)
     for (let i = 0; i < 10; i++) {
-      const res = await signIn(id, { nmec: 1 + i, name: `Student ${i}` }, { server: limited[1], headers: { 'x-forwarded-for': `10.0.1.${i}` } })
+      const res = await signIn(
+        id,
+        { nmec: 1 + i, name: `Student ${i}` },
+        { server: limited[1], headers: { 'x-forwarded-for': `10.0.1.${i}` } }
+      )
       assert.equal(res.status, 201)
     }
 
-    const res = await signIn(id, { nmec: 100, name: 'Maria Silva' }, { server: limited[1], headers: { 'x-forwarded-for': '10.0.2.1' } })
+    const res = await signIn(
+      id,
+      { nmec: 100, name: 'Maria Silva' },
+      { server: limited[1], headers: { 'x-forwarded-for': '10.0.2.1' } }
+    )
 
     assert.equal(res.status, 429)
   })

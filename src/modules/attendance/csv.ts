@@ -6,12 +6,12 @@ const lineEnd = '\r\n'
 const formulaStart = /^[=+\-@\t\r]/
 
 /** One CSV field: neutralised if it could run as a formula, quoted if it holds a comma, quote or line break. */
-export function csvField (value: string | number): string {
+export function csvField(value: string | number): string {
   let text = String(value)
   if (typeof value === 'string' && formulaStart.test(text)) text = `'${text}`
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
 }
 
-export function csvRecord (fields: Array<string | number>): string {
+export function csvRecord(fields: Array<string | number>): string {
   return fields.map(csvField).join(',') + lineEnd
 }

@@ -9,7 +9,8 @@ import { studentsPage, type PageEnd, type Student } from './queries.js'
 export const csvPageSize = 1000
 
 const header = csvRecord(['Timestamp', 'Student number', 'Name'])
-const records = (rows: Student[]) => rows.map((row) => csvRecord([row.timestamp.toISOString(), row.nmec, row.name])).join('')
+const records = (rows: Student[]) =>
+  rows.map((row) => csvRecord([row.timestamp.toISOString(), row.nmec, row.name])).join('')
 
 export interface DownloadOptions {
   sql: Sql
@@ -30,9 +31,9 @@ export interface DownloadOptions {
  * destroyed, which ends this stream and frees the download's slot. Time spent reading a page from the
  * database is not the client's and does not count.
  */
-export function studentsCsv ({ sql, sheetId, first, res, sendTimeoutMs, log }: DownloadOptions): Readable {
+export function studentsCsv({ sql, sheetId, first, res, sendTimeoutMs, log }: DownloadOptions): Readable {
   const deadline = clientDeadline(res, sendTimeoutMs, log)
-  async function * chunks () {
+  async function* chunks() {
     let rows = first
     let text = header + records(rows)
     for (;;) {
@@ -52,13 +53,13 @@ export function studentsCsv ({ sql, sheetId, first, res, sendTimeoutMs, log }: D
 }
 
 /** Destroys `res` once it has waited `timeoutMs` for its client, from start() until stop() or the response is flushed. */
-function clientDeadline (res: ServerResponse, timeoutMs: number, log: FastifyBaseLogger) {
+function clientDeadline(res: ServerResponse, timeoutMs: number, log: FastifyBaseLogger) {
   let timer: NodeJS.Timeout | undefined
   const stop = () => clearTimeout(timer)
   res.once('finish', stop)
   res.once('close', stop)
   return {
-    start () {
+    start() {
       stop()
       if (res.writableFinished || res.destroyed) return
       timer = setTimeout(() => {

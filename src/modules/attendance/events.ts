@@ -36,7 +36,11 @@ export interface SheetEventsOptions {
  * connection of its own and, should it drop, reconnects with backoff (also after a long outage:
  * tried at 40 s) and listens again.
  */
-export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, keepAliveMs = 15_000 }: SheetEventsOptions): SheetEvents {
+export function sheetEvents(
+  sql: Sql,
+  log: FastifyBaseLogger,
+  { bufferBytes, keepAliveMs = 15_000 }: SheetEventsOptions
+): SheetEvents {
   const streams = new Map<string, Set<ServerResponse>>()
   let listened: Promise<void> | undefined
   let heard: () => void
@@ -44,28 +48,32 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, ke
   let unlisten: (() => Promise<void>) | undefined
 
   /** Resolves once PostgreSQL has first said it listens. */
-  function listen () {
+  function listen() {
     if (listened) return listened
-    listened = new Promise((resolve) => { heard = resolve })
+    listened = new Promise((resolve) => {
+      heard = resolve
+    })
     // Once per process, even if this first attempt fails: postgres.js keeps the registration and
     // retries by itself, and a second registration would deliver every change twice.
     sql.listen(channel, deliver, onListen).then(
-      (listener) => { unlisten = listener.unlisten },
+      (listener) => {
+        unlisten = listener.unlisten
+      },
       (error: Error) => log.warn({ err: error.message }, 'not listening for attendance changes yet; retrying')
     )
     return listened
   }
 
-  function listening () {
+  function listening() {
     return within(listen(), listenTimeoutMs, 'attendance changes cannot be heard now, retry shortly')
   }
 
-  function count () {
+  function count() {
     return [...streams.values()].reduce((sum, set) => sum + set.size, 0)
   }
 
   // Notifications sent while the connection was down are lost: every page is told to read afresh.
-  function onListen () {
+  function onListen() {
     heard()
     if (listenedBefore) {
       log.info('listening for attendance changes again')
@@ -74,7 +82,7 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, ke
     listenedBefore = true
   }
 
-  function deliver (payload: string) {
+  function deliver(payload: string) {
     let change: SheetChange
     try {
       change = JSON.parse(payload)
@@ -88,13 +96,13 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, ke
 
   // A client that does not keep up is dropped rather than buffered for: its page reconnects and reads
   // the list afresh, which is all a change event ever asks of it.
-  function send (res: ServerResponse, text: string) {
+  function send(res: ServerResponse, text: string) {
     if (res.writableLength + Buffer.byteLength(text) > bufferBytes) res.destroy()
     else res.write(text)
   }
 
   return {
-    async stream (publicId, reply, ended) {
+    async stream(publicId, reply, ended) {
       // Listening first: if PostgreSQL cannot be heard the client gets an error, not a silent stream.
       await listening()
       if (ended.aborted) throw new Unauthorized('session expired or invalid')
@@ -126,7 +134,7 @@ export function sheetEvents (sql: Sql, log: FastifyBaseLogger, { bufferBytes, ke
 
     count,
 
-    async close () {
+    async close() {
       for (const res of [...streams.values()].flatMap((set) => [...set])) {
         // The socket goes too: a kept-alive connection would hold the server's close open.
         res.end(() => res.destroy())

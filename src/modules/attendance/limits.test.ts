@@ -15,7 +15,7 @@ import { createSql, type Sql } from '../../db/pool.js'
 // Replicas run in this process (startApp), each with a pool of its own like a served replica.
 
 let db: TestDatabase
-const started: Array<{ app: FastifyInstance, sql: Sql }> = []
+const started: Array<{ app: FastifyInstance; sql: Sql }> = []
 
 before(async () => {
   db = await createDatabase({ migrated: true })
@@ -32,7 +32,7 @@ after(async () => {
  * clients run in this process too, so their work would read as the server's event-loop delay: no
  * shedding on that.
  */
-async function replica (env: Record<string, string> = {}): Promise<string> {
+async function replica(env: Record<string, string> = {}): Promise<string> {
   const sql = createSql(db.url, { max: 10, statementTimeoutMs: 5000 })
   const { app, url } = await startApp(sql, { OVERLOAD_EVENT_LOOP_DELAY_MS: '0', ...env })
   started.push({ app, sql })
@@ -43,30 +43,39 @@ type Teacher = Awaited<ReturnType<typeof signUp>>
 
 const teacher = (base: string) => signUp(base, 'correct horse battery', { firstName: 'Ana', lastName: 'Sousa' })
 
-async function openSheet (base: string, user: Teacher): Promise<string> {
-  const res = await request(base, 'POST', '/api/attendance/sheet/new', { json: { courseUnit: 0, summary: 'tp1' }, headers: user.bearer })
+async function openSheet(base: string, user: Teacher): Promise<string> {
+  const res = await request(base, 'POST', '/api/attendance/sheet/new', {
+    json: { courseUnit: 0, summary: 'tp1' },
+    headers: user.bearer
+  })
   assert.equal(res.status, 201, res.text)
   return res.body.attendanceId
 }
 
-async function login (base: string, user: Teacher) {
+async function login(base: string, user: Teacher) {
   const res = await request(base, 'POST', '/api/sessions', { json: { email: user.email, password: user.password } })
   assert.equal(res.status, 201, res.text)
   return { authorization: `Bearer ${res.body.token}` }
 }
 
-function assertRetryAfter (res: { status: number, headers: Headers, text: string }) {
+function assertRetryAfter(res: { status: number; headers: Headers; text: string }) {
   assert.equal(res.status, 429, res.text)
   const retryAfter = Number(res.headers.get('retry-after'))
-  assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${res.headers.get('retry-after')}`)
+  assert.ok(
+    Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
+    `Retry-After ${res.headers.get('retry-after')}`
+  )
 }
 
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   const timeout = new AbortController()
   try {
-    return await Promise.race([promise, sleep(ms, undefined, { signal: timeout.signal }).then(() => {
-      throw new Error(`${what}: not within ${ms} ms`)
-    })])
+    return await Promise.race([
+      promise,
+      sleep(ms, undefined, { signal: timeout.signal }).then(() => {
+        throw new Error(`${what}: not within ${ms} ms`)
+      })
+    ])
   } finally {
     timeout.abort()
   }
@@ -80,27 +89,36 @@ interface StalledResponse {
   status: number
   socket: Socket
   /** Reads on to the end (the server closing the connection), then the body without its chunk framing. */
-  readToEnd(timeoutMs?: number): Promise<{ body: string, complete: boolean }>
+  readToEnd(timeoutMs?: number): Promise<{ body: string; complete: boolean }>
 }
 
-async function stalledGet (base: string, path: string, headers: Record<string, string>): Promise<StalledResponse> {
+async function stalledGet(base: string, path: string, headers: Record<string, string>): Promise<StalledResponse> {
   const { hostname, port } = new URL(base)
   const socket = connect(Number(port), hostname)
-  const head = [`GET ${path} HTTP/1.1`, `host: ${hostname}:${port}`, 'connection: close', ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)]
+  const head = [
+    `GET ${path} HTTP/1.1`,
+    `host: ${hostname}:${port}`,
+    'connection: close',
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
+  ]
   socket.write(`${head.join('\r\n')}\r\n\r\n`)
   // The server may close before the client reads on (it cut the response): heard from the start.
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  const first = await within(new Promise<Buffer>((resolve, reject) => {
-    socket.once('data', resolve)
-    socket.once('error', reject)
-  }), 10_000, 'the first bytes of the response')
+  const first = await within(
+    new Promise<Buffer>((resolve, reject) => {
+      socket.once('data', resolve)
+      socket.once('error', reject)
+    }),
+    10_000,
+    'the first bytes of the response'
+  )
   socket.pause()
   socket.on('error', () => {})
   const chunks = [first]
   return {
     status: Number(/^HTTP\/1\.1 (\d{3})/.exec(first.toString('latin1'))?.[1]),
     socket,
-    async readToEnd (timeoutMs = 30_000) {
+    async readToEnd(timeoutMs = 30_000) {
       socket.on('data', (chunk: Buffer) => chunks.push(chunk))
       socket.resume()
       await within(closed, timeoutMs, 'the end of the response')
@@ -110,7 +128,7 @@ async function stalledGet (base: string, path: string, headers: Record<string, s
 }
 
 /** The body of a chunked HTTP/1.1 response; `complete` only if the last (empty) chunk came. */
-function unchunk (raw: Buffer): { body: string, complete: boolean } {
+function unchunk(raw: Buffer): { body: string; complete: boolean } {
   let at = raw.indexOf('\r\n\r\n') + 4
   const parts: Buffer[] = []
   for (;;) {
@@ -125,15 +143,23 @@ function unchunk (raw: Buffer): { body: string, complete: boolean } {
 }
 
 /** Equal texts, or the first line that differs (a whole listing would drown the message). */
-function assertSameLines (actual: string, expected: string) {
+function assertSameLines(actual: string, expected: string) {
   if (actual === expected) return
   const [got, want] = [actual.split('\r\n'), expected.split('\r\n')]
   const at = want.findIndex((line, i) => got[i] !== line)
-  assert.fail(`line ${at} of ${want.length}: got ${JSON.stringify(got.slice(at - 1, at + 2))}, expected ${JSON.stringify(want.slice(at - 1, at + 2))}; ${got.length} lines`)
+  assert.fail(
+    `line ${at} of ${want.length}: got ${JSON.stringify(got.slice(at - 1, at + 2))}, expected ${JSON.stringify(want.slice(at - 1, at + 2))}; ${got.length} lines`
+  )
 }
 
 /** A request that must be answered within `ms` (the deadline is the contract under test). */
-async function answeredWithin (ms: number, base: string, method: string, path: string, init: { json?: unknown, headers?: Record<string, string> } = {}) {
+async function answeredWithin(
+  ms: number,
+  base: string,
+  method: string,
+  path: string,
+  init: { json?: unknown; headers?: Record<string, string> } = {}
+) {
   const res = await fetch(new URL(path, base), {
     method,
     headers: { ...init.headers, ...(init.json !== undefined && { 'content-type': 'application/json' }) },
@@ -145,14 +171,14 @@ async function answeredWithin (ms: number, base: string, method: string, path: s
 }
 
 /** The app's connections to PostgreSQL that are doing something (running, or inside a transaction). */
-async function busyConnections (): Promise<number> {
+async function busyConnections(): Promise<number> {
   const [{ count }] = await db.sql<{ count: number }[]>`
     select count(*)::int from pg_stat_activity
      where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle' and backend_type = 'client backend'`
   return count
 }
 
-async function gauge (base: string, name: string): Promise<number> {
+async function gauge(base: string, name: string): Promise<number> {
   const res = await request(base, 'GET', '/metrics')
   const value = new RegExp(`^${name} (\\d+)$`, 'm').exec(res.text)?.[1]
   assert.ok(value !== undefined, `${name} in the metrics`)
@@ -165,9 +191,10 @@ const bigSheetRows = 200_000
 const bigSheetStart = Date.parse('2026-01-05T08:00:00.000Z')
 
 /** The CSV the big sheet must produce, byte for byte: student n signed in n ms after the start. */
-function bigSheetCsv (): string {
+function bigSheetCsv(): string {
   const lines = ['Timestamp,Student number,Name\r\n']
-  for (let n = 1; n <= bigSheetRows; n++) lines.push(`${new Date(bigSheetStart + n).toISOString()},${n},Student ${n}\r\n`)
+  for (let n = 1; n <= bigSheetRows; n++)
+    lines.push(`${new Date(bigSheetStart + n).toISOString()},${n},Student ${n}\r\n`)
   return lines.join('')
 }
 
@@ -210,10 +237,15 @@ describe('CSV export', () => {
         from attendance_sheets s,
              unnest(${rows.map((row) => row.nmec)}::int[], ${rows.map((row) => row.name)}::text[], ${rows.map((row) => row.micros)}::int[]) as r (nmec, name, micros)
        where s.public_id = ${sheet}`
-    const expected = 'Timestamp,Student number,Name\r\n' + rows
-      .toSorted((x, y) => x.micros - y.micros || x.nmec - y.nmec)
-      .map((row) => `${new Date(bigSheetStart + Math.floor(row.micros / 1000)).toISOString()},${row.nmec},${row.field}\r\n`)
-      .join('')
+    const expected =
+      'Timestamp,Student number,Name\r\n' +
+      rows
+        .toSorted((x, y) => x.micros - y.micros || x.nmec - y.nmec)
+        .map(
+          (row) =>
+            `${new Date(bigSheetStart + Math.floor(row.micros / 1000)).toISOString()},${row.nmec},${row.field}\r\n`
+        )
+        .join('')
 
     const res = await request(base, 'GET', csvPath(sheet), { headers: owner.bearer })
 
@@ -225,15 +257,32 @@ describe('CSV export', () => {
 
   test('twelve clients that never read a 200,000-row export hold no database connection; other routes answer within 2 s; a download read later is whole', async () => {
     const student = await openSheet(base, owner)
-    const stalled = await Promise.all(Array.from({ length: 12 }, () => stalledGet(base, csvPath(bigSheet), owner.bearer)))
+    const stalled = await Promise.all(
+      Array.from({ length: 12 }, () => stalledGet(base, csvPath(bigSheet), owner.bearer))
+    )
     try {
-      assert.deepEqual(stalled.map((download) => download.status), Array(12).fill(200))
+      assert.deepEqual(
+        stalled.map((download) => download.status),
+        Array(12).fill(200)
+      )
 
-      await until(async () => await busyConnections() === 0, 'no connection to be busy while the downloads wait on their clients', 10_000)
+      await until(
+        async () => (await busyConnections()) === 0,
+        'no connection to be busy while the downloads wait on their clients',
+        10_000
+      )
       assert.equal(await answeredWithin(2000, base, 'GET', '/api/department/all'), 200)
       assert.equal(await answeredWithin(2000, base, 'GET', `/api/attendance/sheet/${student}`), 200)
-      assert.equal(await answeredWithin(2000, base, 'GET', `/api/attendance/sheet/${student}/students`, { headers: owner.bearer }), 200)
-      assert.equal(await answeredWithin(2000, base, 'POST', `/api/attendance/sheet/${student}/student/registration`, { json: { nmec: 1, name: 'Maria Silva' } }), 201)
+      assert.equal(
+        await answeredWithin(2000, base, 'GET', `/api/attendance/sheet/${student}/students`, { headers: owner.bearer }),
+        200
+      )
+      assert.equal(
+        await answeredWithin(2000, base, 'POST', `/api/attendance/sheet/${student}/student/registration`, {
+          json: { nmec: 1, name: 'Maria Silva' }
+        }),
+        201
+      )
 
       const { body, complete } = await stalled[0].readToEnd()
       assert.ok(complete, 'the download ended with its last chunk')
@@ -241,7 +290,11 @@ describe('CSV export', () => {
     } finally {
       for (const download of stalled) download.socket.destroy()
     }
-    await until(async () => await gauge(base, 'tandem_attendance_csv_exports') === 0, 'the abandoned downloads to be let go', 10_000)
+    await until(
+      async () => (await gauge(base, 'tandem_attendance_csv_exports')) === 0,
+      'the abandoned downloads to be let go',
+      10_000
+    )
   })
 
   test('past CSV_EXPORTS_PER_USER downloads at once: 429 with Retry-After; another user still downloads; one again once one ends', async () => {
@@ -250,14 +303,20 @@ describe('CSV export', () => {
     const otherSheet = await openSheet(limited, other)
     const held = await Promise.all([1, 2].map(() => stalledGet(limited, csvPath(bigSheet), owner.bearer)))
     try {
-      assert.deepEqual(held.map((download) => download.status), [200, 200])
+      assert.deepEqual(
+        held.map((download) => download.status),
+        [200, 200]
+      )
 
       assertRetryAfter(await request(limited, 'GET', csvPath(bigSheet), { headers: owner.bearer }))
       assert.equal((await request(limited, 'GET', csvPath(otherSheet), { headers: other.bearer })).status, 200)
 
       held[0].socket.destroy()
-      await until(async () => (await request(limited, 'GET', csvPath(otherSheet), { headers: owner.bearer })).status === 403,
-        'the ended download to free its slot (403: the owner passes the cap, then is not the creator)', 5000)
+      await until(
+        async () => (await request(limited, 'GET', csvPath(otherSheet), { headers: owner.bearer })).status === 403,
+        'the ended download to free its slot (403: the owner passes the cap, then is not the creator)',
+        5000
+      )
     } finally {
       for (const download of held) download.socket.destroy()
     }
@@ -273,7 +332,11 @@ describe('CSV export', () => {
     } finally {
       for (const download of held) download.socket.destroy()
     }
-    await until(async () => (await request(limited, 'GET', csvPath(small), { headers: other.bearer })).status === 200, 'the slots to free', 5000)
+    await until(
+      async () => (await request(limited, 'GET', csvPath(small), { headers: other.bearer })).status === 200,
+      'the slots to free',
+      5000
+    )
   })
 
   test('a download whose client reads nothing for CSV_SEND_TIMEOUT_MS is cut, and its slot freed', async () => {
@@ -283,7 +346,11 @@ describe('CSV export', () => {
       assert.equal(stalled.status, 200)
       assertRetryAfter(await request(limited, 'GET', csvPath(bigSheet), { headers: owner.bearer }))
 
-      await until(async () => await gauge(limited, 'tandem_attendance_csv_exports') === 0, 'the stalled download to be cut', 10_000)
+      await until(
+        async () => (await gauge(limited, 'tandem_attendance_csv_exports')) === 0,
+        'the stalled download to be cut',
+        10_000
+      )
       const { complete } = await stalled.readToEnd()
       assert.equal(complete, false, 'the cut download lacks its last chunk')
       const again = await stalledGet(limited, csvPath(bigSheet), owner.bearer)
@@ -296,7 +363,7 @@ describe('CSV export', () => {
 })
 
 /** An event stream read as it comes; `ended` settles when the server ends it. */
-async function openStream (base: string, sheet: string, headers: Record<string, string>) {
+async function openStream(base: string, sheet: string, headers: Record<string, string>) {
   const aborter = new AbortController()
   const res = await fetch(new URL(eventsPath(sheet), base), { headers, signal: aborter.signal })
   let text = ''
@@ -335,7 +402,9 @@ describe('event streams', () => {
   before(async () => {
     ;[r1, r2] = await Promise.all([replica(), replica()])
   })
-  after(() => { for (const opened of open) opened.close() })
+  after(() => {
+    for (const opened of open) opened.close()
+  })
 
   test('past EVENT_STREAMS_PER_USER and EVENT_STREAMS_PER_PROCESS: 429 with Retry-After; a stream again once some close', async () => {
     const limited = await replica({ EVENT_STREAMS_PER_USER: '3', EVENT_STREAMS_PER_PROCESS: '5' })
@@ -350,13 +419,20 @@ describe('event streams', () => {
       assertRetryAfter({ status: refused.status, headers: refused.headers, text: refused.text() })
     }
     const brunos = [await stream(limited, brunoSheet, bruno.bearer), await stream(limited, brunoSheet, bruno.bearer)]
-    assert.deepEqual(brunos.map((opened) => opened.status), [200, 200])
+    assert.deepEqual(
+      brunos.map((opened) => opened.status),
+      [200, 200]
+    )
     const beyondProcess = await stream(limited, brunoSheet, bruno.bearer)
     assert.equal(beyondProcess.status, 429, 'the process holds 5 streams: Bruno is refused with only 2 of his own')
 
     accepted[0].close()
     brunos[0].close()
-    await until(async () => (await stream(limited, anaSheet, ana.bearer)).status === 200, 'a stream for Ana again', 5000)
+    await until(
+      async () => (await stream(limited, anaSheet, ana.bearer)).status === 200,
+      'a stream for Ana again',
+      5000
+    )
     assert.equal((await stream(limited, brunoSheet, bruno.bearer)).status, 200)
   })
 
@@ -371,7 +447,14 @@ describe('event streams', () => {
 
     await within(loggedOut.ended, 3000, 'the logged-out stream to end (well before the periodic sweep)')
     assert.ok(await kept.isOpen(), 'the other session’s stream stays')
-    assert.equal((await request(r1, 'POST', `/api/attendance/sheet/${sheet}/student/registration`, { json: { nmec: 7, name: 'Maria Silva' } })).status, 201)
+    assert.equal(
+      (
+        await request(r1, 'POST', `/api/attendance/sheet/${sheet}/student/registration`, {
+          json: { nmec: 7, name: 'Maria Silva' }
+        })
+      ).status,
+      201
+    )
     await until(() => kept.text().includes('"reason":"registered"'), 'the kept stream to hear the sign-in', 5000)
     assert.equal((await request(r2, 'GET', eventsPath(sheet), { headers: ana.bearer })).status, 401)
   })
@@ -391,7 +474,10 @@ describe('event streams', () => {
     assert.ok(changed.status === 200 || changed.status === 204, `${changed.status} ${changed.text}`)
     await within(Promise.all([onR1.ended, onR2.ended]), 3000, 'the other session’s streams to end')
     const token = otherDevice.authorization.slice('Bearer '.length)
-    assert.deepEqual([...await db.sql`select 1 from sessions where token_hash = sha256(convert_to(${token}, 'UTF8'))`], [])
+    assert.deepEqual(
+      [...(await db.sql`select 1 from sessions where token_hash = sha256(convert_to(${token}, 'UTF8'))`)],
+      []
+    )
   })
 
   test('a stream ends when its session expires', async () => {
@@ -402,7 +488,8 @@ describe('event streams', () => {
 
     await within(expiring.ended, 8000, 'the stream to end after its session expired')
 
-    const [session] = await db.sql`select expires_at <= now() as expired from sessions where token_hash = sha256(convert_to(${ana.token}, 'UTF8'))`
+    const [session] =
+      await db.sql`select expires_at <= now() as expired from sessions where token_hash = sha256(convert_to(${ana.token}, 'UTF8'))`
     assert.equal(session.expired, true)
     assert.equal((await request(shortLived, 'GET', eventsPath(sheet), { headers: ana.bearer })).status, 401)
   })
@@ -420,7 +507,11 @@ describe('event streams', () => {
         select pg_notify('attendance', json_build_object('sheet', ${sheet}::text, 'reason', 'registered', 'n', n)::text)
           from generate_series(1, ${changes}) n`
 
-      await until(async () => await gauge(small, 'tandem_attendance_event_streams') === 0, 'the slow stream to be closed', 15_000)
+      await until(
+        async () => (await gauge(small, 'tandem_attendance_event_streams')) === 0,
+        'the slow stream to be closed',
+        15_000
+      )
       const { body } = await slow.readToEnd()
       const heard = body.split('event: change').length - 1
       assert.ok(heard < changes, `the slow client got ${heard} of ${changes} changes before the cut`)
@@ -439,11 +530,18 @@ describe('unknown-sheet lookups and sign-ins per address', () => {
   let nextAddress = 1
   const address = () => ({ 'x-forwarded-for': `10.9.0.${nextAddress++}` })
   const env = { SHEET_MISS_LIMIT_PER_MINUTE: '5', TRUST_PROXY: '127.0.0.1' }
-  const lookup = (base: string, id: string, from: Record<string, string>) => request(base, 'GET', `/api/attendance/sheet/${id}`, { headers: from })
+  const lookup = (base: string, id: string, from: Record<string, string>) =>
+    request(base, 'GET', `/api/attendance/sheet/${id}`, { headers: from })
   const signIn = (base: string, id: string, from: Record<string, string>, nmec = 12345) =>
-    request(base, 'POST', `/api/attendance/sheet/${id}/student/registration`, { json: { nmec, name: 'Maria Silva' }, headers: from })
-  const registrations = async (id: string) => (await db.sql`
-    select r.nmec from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${id} order by r.nmec`).map((row) => row.nmec)
+    request(base, 'POST', `/api/attendance/sheet/${id}/student/registration`, {
+      json: { nmec, name: 'Maria Silva' },
+      headers: from
+    })
+  const registrations = async (id: string) =>
+    (
+      await db.sql`
+    select r.nmec from registrations r join attendance_sheets s on s.id = r.sheet_id where s.public_id = ${id} order by r.nmec`
+    ).map((row) => row.nmec)
 
   before(async () => {
     ;[r1, r2] = await Promise.all([replica(env), replica(env)])
@@ -460,7 +558,10 @@ describe('unknown-sheet lookups and sign-ins per address', () => {
       await signIn(r2, 'ABCDE0', from),
       await lookup(r2, '%20ABCDE', from)
     ]
-    assert.deepEqual(misses.map((res) => res.status), [404, 404, 404, 404, 404])
+    assert.deepEqual(
+      misses.map((res) => res.status),
+      [404, 404, 404, 404, 404]
+    )
 
     assertRetryAfter(await lookup(r1, sheet, from))
     assertRetryAfter(await signIn(r2, sheet, from, 777))
@@ -472,19 +573,27 @@ describe('unknown-sheet lookups and sign-ins per address', () => {
 
   test('hits cost nothing: lookups and sign-ins of an existing sheet pass, and the misses still have their budget', async () => {
     const from = address()
-    const hits = await inWaves(30, 5, (i) => i % 3 === 0 ? signIn([r1, r2][i % 2], sheet, from, 1000 + i) : lookup([r1, r2][i % 2], sheet, from))
+    const hits = await inWaves(30, 5, (i) =>
+      i % 3 === 0 ? signIn([r1, r2][i % 2], sheet, from, 1000 + i) : lookup([r1, r2][i % 2], sheet, from)
+    )
     assert.deepEqual([...new Set(hits.map((res) => res.status))].sort(), [200, 201])
 
     const misses = await inWaves(5, 1, (i) => lookup([r1, r2][i % 2], 'zzzzzz', from))
-    assert.deepEqual(misses.map((res) => res.status), [404, 404, 404, 404, 404])
+    assert.deepEqual(
+      misses.map((res) => res.status),
+      [404, 404, 404, 404, 404]
+    )
     assertRetryAfter(await lookup(r1, sheet, from))
   })
 
   test('parallel misses over both replicas get exactly the budget; the rest 429', async () => {
     const from = address()
 
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
-      i % 2 === 0 ? lookup([r1, r2][i % 4 >> 1], 'zzzzzz', from) : signIn([r1, r2][i % 4 >> 1], 'zzzzzx', from)))
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        i % 2 === 0 ? lookup([r1, r2][(i % 4) >> 1], 'zzzzzz', from) : signIn([r1, r2][(i % 4) >> 1], 'zzzzzx', from)
+      )
+    )
 
     const statuses = results.map((res) => res.status)
     assert.equal(statuses.filter((status) => status === 404).length, 5, statuses.join())
@@ -511,10 +620,14 @@ describe('unknown-sheet lookups and sign-ins per address', () => {
 
   test('a HEAD of a lookup is no route and books nothing', async () => {
     const from = address()
-    for (let i = 0; i < 6; i++) assert.equal((await request(r1, 'HEAD', '/api/attendance/sheet/zzzzzz', { headers: from })).status, 404)
+    for (let i = 0; i < 6; i++)
+      assert.equal((await request(r1, 'HEAD', '/api/attendance/sheet/zzzzzz', { headers: from })).status, 404)
 
     const misses = await inWaves(5, 1, () => lookup(r2, 'zzzzzz', from))
-    assert.deepEqual(misses.map((res) => res.status), [404, 404, 404, 404, 404])
+    assert.deepEqual(
+      misses.map((res) => res.status),
+      [404, 404, 404, 404, 404]
+    )
     assertRetryAfter(await lookup(r2, sheet, from))
   })
 })

@@ -21,29 +21,31 @@ export interface SheetAccess {
   creatorId: number
 }
 
-export async function listDepartments (sql: Sql) {
-  return sql<{ id: number, name: string, initials: string }[]>`
+export async function listDepartments(sql: Sql) {
+  return sql<{ id: number; name: string; initials: string }[]>`
     select id, name, initials from departments order by id`
 }
 
 /** The department's units by id; undefined when there is no such department. */
-export async function listDepartmentUnits (sql: Sql, departmentId: number): Promise<CourseUnit[] | undefined> {
-  const rows = await sql<{ id: number | null, name: string | null }[]>`
+export async function listDepartmentUnits(sql: Sql, departmentId: number): Promise<CourseUnit[] | undefined> {
+  const rows = await sql<{ id: number | null; name: string | null }[]>`
     select cu.id, cu.name
       from departments d left join course_units cu on cu.department_id = d.id
      where d.id = ${departmentId}
      order by cu.id`
   if (rows.length === 0) return undefined
-  return rows.filter((row) => row.id !== null).map((row) => ({ id: row.id!, name: row.name!, department: departmentId }))
+  return rows
+    .filter((row) => row.id !== null)
+    .map((row) => ({ id: row.id!, name: row.name!, department: departmentId }))
 }
 
-export async function listCourseUnits (sql: Sql) {
+export async function listCourseUnits(sql: Sql) {
   return sql<CourseUnit[]>`
     select id, name, department_id as department from course_units order by name, id`
 }
 
 /** The units the user has opened sheets for. */
-export async function listUserCourseUnits (sql: Sql, userId: number) {
+export async function listUserCourseUnits(sql: Sql, userId: number) {
   return sql<CourseUnit[]>`
     select cu.id, cu.name, cu.department_id as department
       from course_units cu
@@ -53,7 +55,7 @@ export async function listUserCourseUnits (sql: Sql, userId: number) {
 
 const idAttempts = 5
 
-function randomPublicId (): string {
+function randomPublicId(): string {
   return Array.from({ length: 6 }, () => publicIdAlphabet[randomInt(publicIdAlphabet.length)]).join('')
 }
 
@@ -62,9 +64,14 @@ function randomPublicId (): string {
  * id (1 in 57^6 per sheet) leaves the insert empty and another one is drawn; the unique constraint
  * decides, so replicas drawing the same id at once cannot both have it.
  */
-export async function createSheet (sql: Queryable, creatorId: number, courseUnit: number, summary: string | undefined): Promise<string | undefined> {
+export async function createSheet(
+  sql: Queryable,
+  creatorId: number,
+  courseUnit: number,
+  summary: string | undefined
+): Promise<string | undefined> {
   for (let attempt = 1; attempt <= idAttempts; attempt++) {
-    const [row] = await sql<{ publicId: string | null, unitExists: boolean }[]>`
+    const [row] = await sql<{ publicId: string | null; unitExists: boolean }[]>`
       with unit as (
         select id from course_units where id = ${courseUnit}
       ), created as (
@@ -91,16 +98,18 @@ export interface SheetView {
 }
 
 /** What a lookup under the address's limit of misses found; `admitted` false: refused, nothing looked at. */
-export type Admitted<T> = { admitted: false, waitSeconds: number | null } | { admitted: true, found: T | undefined }
+export type Admitted<T> = { admitted: false; waitSeconds: number | null } | { admitted: true; found: T | undefined }
 
 /**
  * The sheet as its sign-in page shows it, under `missLimit`: a miss books one attempt, a hit books
  * nothing, and once the misses are spent every lookup is refused, hit or miss, so the answers cannot
  * tell which ids exist. One statement: the limit's row lock orders the lookups of one address.
  */
-export async function findSheet (sql: Sql, publicId: string, missLimit: Limit): Promise<Admitted<SheetView>> {
+export async function findSheet(sql: Sql, publicId: string, missLimit: Limit): Promise<Admitted<SheetView>> {
   const limit = admission(sql, missLimit, sql`not exists (select 1 from sheet)`)
-  const [row] = await sql<Array<{ admitted: boolean, waitSeconds: number | null } & ({ id: string } & Omit<SheetView, 'id'> | { id: null })>>`
+  const [row] = await sql<
+    Array<{ admitted: boolean; waitSeconds: number | null } & (({ id: string } & Omit<SheetView, 'id'>) | { id: null })>
+  >`
     with sheet as (
       select s.public_id as id, s.created_at as timestamp, cu.id as "courseUnit", cu.name as "courseUnitName",
              ${displayNameOf(sql, sql`s.creator_id`)} as "creatorName", s.summary, s.is_active as "isActive"
@@ -117,8 +126,8 @@ export async function findSheet (sql: Sql, publicId: string, missLimit: Limit): 
 }
 
 /** The user's sheets of one course unit, newest first. */
-export async function listUserSheets (sql: Sql, userId: number, courseUnit: number) {
-  return sql<{ id: string, registerTimestamp: Date, summary: string | null, isActive: boolean }[]>`
+export async function listUserSheets(sql: Sql, userId: number, courseUnit: number) {
+  return sql<{ id: string; registerTimestamp: Date; summary: string | null; isActive: boolean }[]>`
     select public_id as id, created_at as "registerTimestamp", summary, is_active as "isActive"
       from attendance_sheets
      where creator_id = ${userId} and course_unit_id = ${courseUnit}
@@ -129,14 +138,14 @@ export async function listUserSheets (sql: Sql, userId: number, courseUnit: numb
  * The sheet's creator, for creator-only reads. A sheet's creator never changes and sheets are not
  * deleted, so a check made before a following read still holds when that read runs.
  */
-export async function findSheetAccess (sql: Sql, publicId: string): Promise<(SheetAccess & { id: number }) | undefined> {
-  const [sheet] = await sql<{ id: number, creatorId: number }[]>`
+export async function findSheetAccess(sql: Sql, publicId: string): Promise<(SheetAccess & { id: number }) | undefined> {
+  const [sheet] = await sql<{ id: number; creatorId: number }[]>`
     select id, creator_id as "creatorId" from attendance_sheets where public_id = ${publicId}`
   return sheet
 }
 
 /** Opens or closes the sheet if the user created it. `isActive` null: not the creator, nothing changed. */
-export async function setSheetStatus (sql: Sql, publicId: string, userId: number, active: boolean) {
+export async function setSheetStatus(sql: Sql, publicId: string, userId: number, active: boolean) {
   const [row] = await sql<(SheetAccess & { isActive: boolean | null })[]>`
     with sheet as (
       select id, creator_id from attendance_sheets where public_id = ${publicId}
@@ -151,8 +160,12 @@ export async function setSheetStatus (sql: Sql, publicId: string, userId: number
 }
 
 /** The sheet's students by sign-in time, read only for its creator: one statement, one snapshot. */
-export async function listStudents (sql: Sql, publicId: string, userId: number): Promise<(SheetAccess & { students: Student[] }) | undefined> {
-  const rows = await sql<{ creatorId: number, nmec: number | null, name: string | null, timestamp: Date | null }[]>`
+export async function listStudents(
+  sql: Sql,
+  publicId: string,
+  userId: number
+): Promise<(SheetAccess & { students: Student[] }) | undefined> {
+  const rows = await sql<{ creatorId: number; nmec: number | null; name: string | null; timestamp: Date | null }[]>`
     select s.creator_id as "creatorId", r.nmec, r.name, r.registered_at as timestamp
       from attendance_sheets s
       left join registrations r on r.sheet_id = s.id and s.creator_id = ${userId}
@@ -178,7 +191,7 @@ export interface PageEnd {
  * page reads the sheet as it is then: a student removed during a download is left out of the pages
  * still to come.
  */
-export async function studentsPage (sql: Sql, sheetId: number, after: PageEnd | undefined, size: number) {
+export async function studentsPage(sql: Sql, sheetId: number, after: PageEnd | undefined, size: number) {
   return sql<(Student & PageEnd)[]>`
     select nmec, name, registered_at as timestamp, registered_at::text as "registeredAt"
       from registrations
@@ -189,9 +202,9 @@ export async function studentsPage (sql: Sql, sheetId: number, after: PageEnd | 
 }
 
 export type SignInResult =
-  | { outcome: 'registered', student: Student }
+  | { outcome: 'registered'; student: Student }
   | { outcome: 'unknown-sheet' | 'closed' | 'duplicate' }
-  | { outcome: 'rate-limited', waitSeconds: number | null }
+  | { outcome: 'rate-limited'; waitSeconds: number | null }
 
 /**
  * Signs a student in, in one statement, under the address's `missLimit` as `findSheet` applies it.
@@ -200,12 +213,27 @@ export type SignInResult =
  * after its close was answered. A repeat nmec conflicts on the key and changes nothing, also when
  * both arrive at once on different replicas.
  */
-export async function signIn (sql: Queryable, publicId: string, caller: number | null, nmec: number, name: string, missLimit: Limit): Promise<SignInResult> {
+export async function signIn(
+  sql: Queryable,
+  publicId: string,
+  caller: number | null,
+  nmec: number,
+  name: string,
+  missLimit: Limit
+): Promise<SignInResult> {
   const limit = admission(sql, missLimit, sql`not exists (select 1 from sheet)`)
-  const [row] = await sql<{
-    admitted: boolean, waitSeconds: number | null, found: boolean, isActive: boolean | null, isCreator: boolean,
-    nmec: number | null, name: string | null, timestamp: Date | null
-  }[]>`
+  const [row] = await sql<
+    {
+      admitted: boolean
+      waitSeconds: number | null
+      found: boolean
+      isActive: boolean | null
+      isCreator: boolean
+      nmec: number | null
+      name: string | null
+      timestamp: Date | null
+    }[]
+  >`
     with sheet as (
       select id, is_active, creator_id = ${caller} as is_creator
         from attendance_sheets where public_id = ${publicId}
@@ -223,13 +251,14 @@ export async function signIn (sql: Queryable, publicId: string, caller: number |
       from (values (true)) as request left join sheet on true left join inserted on true`
   if (!row.admitted) return { outcome: 'rate-limited', waitSeconds: row.waitSeconds }
   if (!row.found) return { outcome: 'unknown-sheet' }
-  if (row.nmec !== null) return { outcome: 'registered', student: { nmec: row.nmec, name: row.name!, timestamp: row.timestamp! } }
+  if (row.nmec !== null)
+    return { outcome: 'registered', student: { nmec: row.nmec, name: row.name!, timestamp: row.timestamp! } }
   if (!row.isActive && !row.isCreator) return { outcome: 'closed' }
   return { outcome: 'duplicate' }
 }
 
 /** Removes the listed students if the user created the sheet; unknown numbers are ignored. */
-export async function removeStudents (sql: Sql, publicId: string, userId: number, nmecs: number[]) {
+export async function removeStudents(sql: Sql, publicId: string, userId: number, nmecs: number[]) {
   const [row] = await sql<(SheetAccess & { removed: number })[]>`
     with sheet as (
       select id, creator_id from attendance_sheets where public_id = ${publicId}

@@ -52,17 +52,21 @@ export const Sheet = Type.Object({
   creatorName: Type.String({ description: '"First Last"' }),
   summary: Type.Union([Type.String(), Type.Null()]),
   isActive: Type.Boolean(),
-  signInUrl: Type.String({ description: "where students sign in: PUBLIC_URL, or this request's origin, + /reg.html?id=…" })
+  signInUrl: Type.String({
+    description: "where students sign in: PUBLIC_URL, or this request's origin, + /reg.html?id=…"
+  })
 })
 
 export const CourseSheets = Type.Object({
   courseUnit: Type.Integer(),
-  attendances: Type.Array(Type.Object({
-    id: Type.String(),
-    registerTimestamp: Timestamp,
-    summary: Type.Union([Type.String(), Type.Null()]),
-    isActive: Type.Boolean()
-  }))
+  attendances: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      registerTimestamp: Timestamp,
+      summary: Type.Union([Type.String(), Type.Null()]),
+      isActive: Type.Boolean()
+    })
+  )
 })
 
 export const StatusChange = Type.Object({
@@ -91,4 +95,3 @@ export const Removal = Type.Object({
 export const Removed = Type.Object({
   removed: Type.Integer({ description: 'how many of the students were on the sheet and are no longer' })
 })
-

@@ -7,7 +7,11 @@ import { startStoppableDatabase, type StoppableDatabase } from '../../../test/he
 import { redisSkipReason, startRedisServer, type RedisServer } from '../../../test/helpers/redis.js'
 import { startReplica, type AppReplica } from '../../../test/helpers/servers.js'
 
-interface CounterReply { instance: string, instanceRequests: number, clusterRequests: number }
+interface CounterReply {
+  instance: string
+  instanceRequests: number
+  clusterRequests: number
+}
 
 const burst = 3000
 
@@ -17,11 +21,19 @@ async function hammer(servers: AppReplica[], count: number, width = 150): Promis
 }
 
 function assertExact(replies: Response<CounterReply>[], firstNumber: number) {
-  assert.deepEqual(replies.filter((res) => res.status !== 200).map((res) => res.text), [])
+  assert.deepEqual(
+    replies.filter((res) => res.status !== 200).map((res) => res.text),
+    []
+  )
   const cluster = replies.map((res) => res.body.clusterRequests).sort((a, b) => a - b)
-  assert.deepEqual(cluster, oneTo(replies.length).map((n) => n + firstNumber - 1), 'distinct, consecutive cluster numbers')
+  assert.deepEqual(
+    cluster,
+    oneTo(replies.length).map((n) => n + firstNumber - 1),
+    'distinct, consecutive cluster numbers'
+  )
   const byInstance = new Map<string, number[]>()
-  for (const { body } of replies) byInstance.set(body.instance, [...(byInstance.get(body.instance) ?? []), body.instanceRequests])
+  for (const { body } of replies)
+    byInstance.set(body.instance, [...(byInstance.get(body.instance) ?? []), body.instanceRequests])
   assert.ok(byInstance.size >= 2, 'answers came from several processes')
   for (const [instance, answers] of byInstance) {
     const numbers = answers.sort((a, b) => a - b)
@@ -32,7 +44,8 @@ function assertExact(replies: Response<CounterReply>[], firstNumber: number) {
 // Replicas in this process, each with its own pool and Redis connection: two of them are two replicas.
 const twoReplicas = (env: Record<string, string>) => Promise.all([1, 2].map(() => startReplica(env)))
 const stopAll = (servers: AppReplica[]) => Promise.all(servers.map((server) => server.stop()))
-const next = async (server: AppReplica) => (await request<CounterReply>(server.url, 'GET', '/counter')).body.clusterRequests
+const next = async (server: AppReplica) =>
+  (await request<CounterReply>(server.url, 'GET', '/counter')).body.clusterRequests
 
 describe('counter on PostgreSQL (no REDIS_URL)', () => {
   let db: TestDatabase
@@ -58,7 +71,10 @@ describe('counter on PostgreSQL (no REDIS_URL)', () => {
 
     assert.equal(res.status, 200)
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain/)
-    assert.match(res.text, /^You are talking to instance [^:]+:\d+#0\. This is request \d+ to this instance and request \d+ to the cluster\.\n$/)
+    assert.match(
+      res.text,
+      /^You are talking to instance [^:]+:\d+#0\. This is request \d+ to this instance and request \d+ to the cluster\.\n$/
+    )
   })
 
   test('the cluster count survives a restart of every replica', async () => {
@@ -142,14 +158,14 @@ describe('counter on Redis (REDIS_URL)', { skip: redisSkipReason() }, () => {
     assert.deepEqual(ready.body, { status: 'degraded', database: 'up', redis: 'down' })
 
     await redis.start()
-    const recovered = await waitFor(async () => (await request<CounterReply>(servers[0].url, 'GET', '/counter')))
+    const recovered = await waitFor(async () => await request<CounterReply>(servers[0].url, 'GET', '/counter'))
     assert.equal(recovered.body.clusterRequests, before + 1)
   })
 })
 
 /** Retries while the answer is a 503 (a reconnect takes a moment), for at most 10 s. */
 async function waitFor(attempt: () => Promise<Response<CounterReply>>): Promise<Response<CounterReply>> {
-  for (const deadline = Date.now() + 10_000; ; ) {
+  for (const deadline = Date.now() + 10_000; ;) {
     const res = await attempt()
     if (res.status !== 503 || Date.now() > deadline) return res
     await new Promise((resolve) => setTimeout(resolve, 100))

@@ -55,32 +55,39 @@ const routes: FastifyPluginAsyncTypebox<CounterOptions> = async (app, { sql, con
   let instance: string | undefined
   const whoAmI = () => (instance ??= `${hostname()}:${(app.server.address() as AddressInfo).port}#${worker}`)
 
-  app.get('/counter', {
-    schema: {
-      tags: ['counter'],
-      summary: 'Requests served by this instance and by the whole cluster',
-      description: 'Send `Accept: text/plain` for one line of text.',
-      response: {
-        200: {
-          description: 'who answered, and the counts',
-          content: {
-            'application/json': { schema: CounterReply },
-            'text/plain': { schema: Type.String() }
+  app.get(
+    '/counter',
+    {
+      schema: {
+        tags: ['counter'],
+        summary: 'Requests served by this instance and by the whole cluster',
+        description: 'Send `Accept: text/plain` for one line of text.',
+        response: {
+          200: {
+            description: 'who answered, and the counts',
+            content: {
+              'application/json': { schema: CounterReply },
+              'text/plain': { schema: Type.String() }
+            }
           }
         }
       }
+    },
+    async (request, reply) => {
+      const clusterRequests = await counter.next()
+      const instanceRequests = ++served
+      answered.inc({ backend: counter.backend })
+      const body = { instance: whoAmI(), instanceRequests, clusterRequests }
+      if (prefersText(request.headers.accept)) {
+        return reply
+          .type('text/plain; charset=utf-8')
+          .send(
+            `You are talking to instance ${body.instance}. This is request ${instanceRequests} to this instance and request ${clusterRequests} to the cluster.\n`
+          )
+      }
+      return body
     }
-  }, async (request, reply) => {
-    const clusterRequests = await counter.next()
-    const instanceRequests = ++served
-    answered.inc({ backend: counter.backend })
-    const body = { instance: whoAmI(), instanceRequests, clusterRequests }
-    if (prefersText(request.headers.accept)) {
-      return reply.type('text/plain; charset=utf-8').send(
-        `You are talking to instance ${body.instance}. This is request ${instanceRequests} to this instance and request ${clusterRequests} to the cluster.\n`)
-    }
-    return body
-  })
+  )
 }
 
 function prefersText(accept: string | undefined): boolean {
@@ -92,4 +99,8 @@ function prefersText(accept: string | undefined): boolean {
  * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
  * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
  */
-export const counterRoutes = fp(routes, { name: 'counter', dependencies: ['errors', 'docs', 'metrics'], encapsulate: true })
+export const counterRoutes = fp(routes, {
+  name: 'counter',
+  dependencies: ['errors', 'docs', 'metrics'],
+  encapsulate: true
+})

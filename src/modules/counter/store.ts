@@ -30,11 +30,15 @@ export function redisCounter(redis: Redis, limits: CounterLimits): ClusterCounte
 
 export function postgresCounter(sql: Sql, limits: CounterLimits): ClusterCounter {
   // The row lock orders the blocks of every replica; the commit is durable before anyone is answered.
-  return blocks('postgres', async (count) => {
-    const [row] = await sql<{ value: string }[]>`
+  return blocks(
+    'postgres',
+    async (count) => {
+      const [row] = await sql<{ value: string }[]>`
       update counters set value = value + ${count} where name = ${counterName} returning value`
-    return Number(row.value)
-  }, limits)
+      return Number(row.value)
+    },
+    limits
+  )
 }
 
 interface Waiter {

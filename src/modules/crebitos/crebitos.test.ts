@@ -19,7 +19,7 @@ async function createClient(limite = 1000, saldo = 0): Promise<number> {
 }
 
 async function storedTransactions(id: number) {
-  return [...await db.sql`select valor, tipo, descricao from transacoes where cliente_id = ${id} order by id`]
+  return [...(await db.sql`select valor, tipo, descricao from transacoes where cliente_id = ${id} order by id`)]
 }
 
 const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
@@ -255,7 +255,11 @@ describe('GET /clientes/:id/extrato', () => {
   test('lists at most ten transactions, newest first, with ISO-8601 UTC times', async () => {
     const id = await createClient(100000)
     for (let n = 1; n <= 12; n++) {
-      const res = await api.post(`/clientes/${id}/transacoes`, { valor: n, tipo: n % 3 ? 'c' : 'd', descricao: `t${n}` })
+      const res = await api.post(`/clientes/${id}/transacoes`, {
+        valor: n,
+        tipo: n % 3 ? 'c' : 'd',
+        descricao: `t${n}`
+      })
       assert.equal(res.status, 200)
     }
 
@@ -267,13 +271,19 @@ describe('GET /clientes/:id/extrato', () => {
     const expectedTotal = [...Array(12).keys()].map((i) => i + 1).reduce((sum, n) => sum + (n % 3 ? n : -n), 0)
     assert.equal(res.body.saldo.total, expectedTotal)
     const listed = res.body.ultimas_transacoes
-    assert.deepEqual(listed.map((t: { descricao: string }) => t.descricao), ['t12', 't11', 't10', 't9', 't8', 't7', 't6', 't5', 't4', 't3'])
+    assert.deepEqual(
+      listed.map((t: { descricao: string }) => t.descricao),
+      ['t12', 't11', 't10', 't9', 't8', 't7', 't6', 't5', 't4', 't3']
+    )
     for (const t of listed) {
       assert.deepEqual(Object.keys(t).sort(), ['descricao', 'realizada_em', 'tipo', 'valor'])
       assert.match(t.realizada_em, iso)
     }
     const times = listed.map((t: { realizada_em: string }) => Date.parse(t.realizada_em))
-    assert.deepEqual(times, [...times].sort((a, b) => b - a))
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => b - a)
+    )
   })
 })
 

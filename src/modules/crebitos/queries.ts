@@ -6,9 +6,9 @@ import type { NewTransaction, Statement } from './schema.js'
  * replica; under READ COMMITTED its WHERE is re-checked against the newest row version, so a debit
  * can never take the balance below -limite. No row: unknown client. `saldo` null: refused.
  */
-export async function applyTransaction (sql: Queryable, clientId: number, t: NewTransaction) {
+export async function applyTransaction(sql: Queryable, clientId: number, t: NewTransaction) {
   const delta = t.tipo === 'c' ? t.valor : -t.valor
-  const [row] = await sql<{ limite: number, saldo: number | null }[]>`
+  const [row] = await sql<{ limite: number; saldo: number | null }[]>`
     with moved as (
       update clientes set saldo = saldo + ${delta}
        where id = ${clientId} and saldo + ${delta} >= -limite
@@ -23,7 +23,7 @@ export async function applyTransaction (sql: Queryable, clientId: number, t: New
 }
 
 /** Balance and the newest ten from one statement, hence one snapshot. */
-export async function readStatement (sql: Sql, clientId: number): Promise<Statement | undefined> {
+export async function readStatement(sql: Sql, clientId: number): Promise<Statement | undefined> {
   const [row] = await sql<{ statement: Statement }[]>`
     select json_build_object(
       'saldo', json_build_object(

@@ -18,8 +18,8 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
   })
 
   /** Applies one transaction, or throws the refusal the contract gives it. */
-  async function transact (db: Queryable, id: number | undefined, transaction: NewTransaction) {
-    const row = id && await applyTransaction(db, id, transaction)
+  async function transact(db: Queryable, id: number | undefined, transaction: NewTransaction) {
+    const row = id && (await applyTransaction(db, id, transaction))
     const outcome = !row ? 'unknown-client' : row.saldo === null ? 'limit-exceeded' : 'accepted'
     outcomes.inc({ tipo: transaction.tipo, outcome })
     if (!row) throw new NotFound('client')
@@ -27,37 +27,49 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
     return { limite: row.limite, saldo: row.saldo }
   }
 
-  app.post('/clientes/:id/transacoes', {
-    config: { idempotent: true },
-    schema: {
-      tags: ['crebitos'],
-      summary: 'Credit or debit a client',
-      params: ClientParams,
-      body: NewTransaction,
-      response: { 200: Balance, 404: ErrorBody, 409: ErrorBody }
+  app.post(
+    '/clientes/:id/transacoes',
+    {
+      config: { idempotent: true },
+      schema: {
+        tags: ['crebitos'],
+        summary: 'Credit or debit a client',
+        params: ClientParams,
+        body: NewTransaction,
+        response: { 200: Balance, 404: ErrorBody, 409: ErrorBody }
+      }
+    },
+    async (request, reply) => {
+      const id = int4(request.params.id)
+      // Without the header this is the Rinha path as it always was: one statement, nothing more.
+      if (request.headers[idempotencyHeader] === undefined) return transact(sql, id, request.body)
+      if (!id) throw new NotFound('client')
+      await app.idempotent(request, reply, {
+        scope: `crebitos:${id}`,
+        status: 200,
+        write: (tx) => transact(tx, id, request.body)
+      })
+      return reply
     }
-  }, async (request, reply) => {
-    const id = int4(request.params.id)
-    // Without the header this is the Rinha path as it always was: one statement, nothing more.
-    if (request.headers[idempotencyHeader] === undefined) return transact(sql, id, request.body)
-    if (!id) throw new NotFound('client')
-    await app.idempotent(request, reply, { scope: `crebitos:${id}`, status: 200, write: (tx) => transact(tx, id, request.body) })
-    return reply
-  })
+  )
 
-  app.get('/clientes/:id/extrato', {
-    schema: {
-      tags: ['crebitos'],
-      summary: "A client's balance and newest ten transactions",
-      params: ClientParams,
-      response: { 200: Statement, 404: ErrorBody }
+  app.get(
+    '/clientes/:id/extrato',
+    {
+      schema: {
+        tags: ['crebitos'],
+        summary: "A client's balance and newest ten transactions",
+        params: ClientParams,
+        response: { 200: Statement, 404: ErrorBody }
+      }
+    },
+    async (request) => {
+      const id = int4(request.params.id)
+      const statement = id && (await readStatement(sql, id))
+      if (!statement) throw new NotFound('client')
+      return statement
     }
-  }, async (request) => {
-    const id = int4(request.params.id)
-    const statement = id && await readStatement(sql, id)
-    if (!statement) throw new NotFound('client')
-    return statement
-  })
+  )
 }
 
 /**
@@ -65,4 +77,8 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
  * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
  * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
  */
-export const crebitosRoutes = fp(routes, { name: 'crebitos', dependencies: ['errors', 'docs', 'metrics', 'idempotency'], encapsulate: true })
+export const crebitosRoutes = fp(routes, {
+  name: 'crebitos',
+  dependencies: ['errors', 'docs', 'metrics', 'idempotency'],
+  encapsulate: true
+})

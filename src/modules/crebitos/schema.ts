@@ -8,13 +8,15 @@ export const ClientParams = Type.Object({
   id: Type.String({ pattern: '^[1-9][0-9]*$', maxLength: 1000, description: 'client id (1–5 exist)' })
 })
 
-
-export const NewTransaction = Type.Object({
-  valor: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'amount in cents' }),
-  tipo: Type.Enum(['c', 'd'], { description: 'c = credit, d = debit' }),
-  // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
-  descricao: Type.String({ minLength: 1, maxLength: 10, pattern: noNul })
-}, { additionalProperties: true })
+export const NewTransaction = Type.Object(
+  {
+    valor: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'amount in cents' }),
+    tipo: Type.Enum(['c', 'd'], { description: 'c = credit, d = debit' }),
+    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    descricao: Type.String({ minLength: 1, maxLength: 10, pattern: noNul })
+  },
+  { additionalProperties: true }
+)
 export type NewTransaction = Static<typeof NewTransaction>
 
 export const Balance = Type.Object({
@@ -28,12 +30,14 @@ export const Statement = Type.Object({
     data_extrato: Type.String({ format: 'date-time' }),
     limite: Type.Integer()
   }),
-  ultimas_transacoes: Type.Array(Type.Object({
-    valor: Type.Integer(),
-    tipo: Type.Enum(['c', 'd']),
-    descricao: Type.String(),
-    realizada_em: Type.String({ format: 'date-time' })
-  }), { maxItems: 10 })
+  ultimas_transacoes: Type.Array(
+    Type.Object({
+      valor: Type.Integer(),
+      tipo: Type.Enum(['c', 'd']),
+      descricao: Type.String(),
+      realizada_em: Type.String({ format: 'date-time' })
+    }),
+    { maxItems: 10 }
+  )
 })
 export type Statement = Static<typeof Statement>
-

@@ -93,7 +93,8 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
   }
 
   const sendable = (member: Pending, now: number) => now < member.arrivedAt + maxLagMs
-  const freshFlight = (now: number) => [...flights].find((flight) => !flight.soloKey && now - flight.startedAt < staleMs)
+  const freshFlight = (now: number) =>
+    [...flights].find((flight) => !flight.soloKey && now - flight.startedAt < staleMs)
 
   function expire(now: number) {
     const late: Pending[] = []
@@ -109,7 +110,9 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
     flights.add(flight)
     for (const member of members) member.sent = true
     void commit(members)
-      .catch((error: unknown) => { for (const member of members) member.reject(error) })
+      .catch((error: unknown) => {
+        for (const member of members) member.reject(error)
+      })
       .finally(() => {
         flights.delete(flight)
         pump(true)
@@ -140,7 +143,12 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
       if (soloSlots() <= 0) break
       launch(members, now, key)
     }
-    if (normalAllowed && flights.size < maxFlights && normal.length > 0 && (waited || normal[0].arrivedAt + windowMs <= now)) {
+    if (
+      normalAllowed &&
+      flights.size < maxFlights &&
+      normal.length > 0 &&
+      (waited || normal[0].arrivedAt + windowMs <= now)
+    ) {
       launch(normal, now)
     }
   }
@@ -168,11 +176,14 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
     if (at === Infinity || (wakeTimer && wakeAt <= at)) return
     clearTimeout(wakeTimer)
     wakeAt = at
-    wakeTimer = setTimeout(() => {
-      wakeTimer = undefined
-      wakeAt = Infinity
-      pump()
-    }, Math.max(0, at - performance.now()))
+    wakeTimer = setTimeout(
+      () => {
+        wakeTimer = undefined
+        wakeAt = Infinity
+        pump()
+      },
+      Math.max(0, at - performance.now())
+    )
   }
 
   function pump(waited = false) {
@@ -188,10 +199,13 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
    */
   async function commit(members: Pending[]): Promise<'settled' | 'requeued'> {
     const now = performance.now()
-    refuse(members.filter((member) => !sendable(member, now)), 'deadline')
+    refuse(
+      members.filter((member) => !sendable(member, now)),
+      'deadline'
+    )
     const batch = members.filter((member) => sendable(member, now))
     if (batch.length === 0) return 'settled'
-    let rows: Array<{ ordinal: number, total: string }>
+    let rows: Array<{ ordinal: number; total: string }>
     try {
       rows = await upsert(sql, batch, lockTimeoutMs)
     } catch (error) {
@@ -210,11 +224,13 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
     const byKey = groupByKey(batch)
     // One request's data must not fail the others: each re-runs alone, in order within its key.
     if (isClientDataError(error) && batch.length > 1) {
-      await Promise.all([...byKey.values()].map(async (members) => {
-        for (const [index, member] of members.entries()) {
-          if (await commit([member]) === 'requeued') return requeue(members.slice(index + 1))
-        }
-      }))
+      await Promise.all(
+        [...byKey.values()].map(async (members) => {
+          for (const [index, member] of members.entries()) {
+            if ((await commit([member])) === 'requeued') return requeue(members.slice(index + 1))
+          }
+        })
+      )
       return 'settled'
     }
     if (sqlState(error) === lockNotAvailable) {
@@ -291,7 +307,7 @@ function appendTo(byKey: Map<string, Pending[]>, member: Pending) {
 function upsert(sql: Sql, batch: Pending[], lockTimeoutMs: number) {
   // set_config in the rows' filter runs before the first row is inserted, so it bounds every row
   // lock wait of this statement (the implicit transaction ends with it).
-  return sql<{ ordinal: number, total: string }[]>`
+  return sql<{ ordinal: number; total: string }[]>`
     with input as (
       select key, value, ordinal::int
         from unnest(${sql.array(batch.map((member) => member.key))}::text[],

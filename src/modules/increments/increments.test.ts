@@ -11,7 +11,10 @@ import { until } from '../../../test/helpers/wait.js'
 import { Unavailable } from '../../platform/errors.js'
 import { incrementBatcher } from './batcher.js'
 
-interface Replica { url: string, close(): Promise<void> }
+interface Replica {
+  url: string
+  close(): Promise<void>
+}
 
 let db: TestDatabase
 let servers: Replica[]
@@ -32,7 +35,13 @@ async function replica(env: Record<string, string> = {}): Promise<Replica> {
   const sql = createSql(db.url, { statementTimeoutMs, lockTimeoutMs: Math.min(1000, statementTimeoutMs) })
   // The test's clients share this event loop with both replicas: its delay would measure them, not a replica.
   const { url, app } = await startApp(sql, { OVERLOAD_EVENT_LOOP_DELAY_MS: '0', ...env })
-  const server = { url, async close() { await app.close(); await sql.end({ timeout: 5 }) } }
+  const server = {
+    url,
+    async close() {
+      await app.close()
+      await sql.end({ timeout: 5 })
+    }
+  }
   started.push(server)
   return server
 }
@@ -77,11 +86,17 @@ describe('POST /increment', () => {
     assert.equal(await storedTotal('unauthorised'), undefined)
   })
 
-  test('the original service\'s paths answer with the same contract: POST /api/increment and GET /api/health', async () => {
-    const viaSeed = await request(servers[1].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 4 }, headers: auth })
+  test("the original service's paths answer with the same contract: POST /api/increment and GET /api/health", async () => {
+    const viaSeed = await request(servers[1].url, 'POST', '/api/increment', {
+      json: { key: 'seed path', value: 4 },
+      headers: auth
+    })
     const viaTandem = await increment(servers[0], 'seed path', 3)
     const anonymous = await request(servers[0].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 1 } })
-    const invalid = await request(servers[0].url, 'POST', '/api/increment', { json: { key: 'seed path', value: 0 }, headers: auth })
+    const invalid = await request(servers[0].url, 'POST', '/api/increment', {
+      json: { key: 'seed path', value: 0 },
+      headers: auth
+    })
     const health = await request(servers[1].url, 'GET', '/api/health')
 
     assert.deepEqual([viaSeed.status, viaSeed.body], [200, { key: 'seed path', value: 4 }])
@@ -119,7 +134,7 @@ describe('POST /increment', () => {
       assert.equal(res.status, 422)
       assert.equal(res.body.error, 'invalid-input')
       assert.match(res.body.details.join(), /^(key|value):/)
-      assert.deepEqual([...await db.sql`select key from increments where key in ('k', '', ${'x'.repeat(201)})`], [])
+      assert.deepEqual([...(await db.sql`select key from increments where key in ('k', '', ${'x'.repeat(201)})`)], [])
     })
   }
 
@@ -132,7 +147,10 @@ describe('POST /increment', () => {
     ])
 
     assert.equal(huge.status, 422)
-    assert.deepEqual(others.map((res) => res.status), Array(5).fill(200))
+    assert.deepEqual(
+      others.map((res) => res.status),
+      Array(5).fill(200)
+    )
     assert.equal(await storedTotal('huge'), 9007199254740000)
     assert.equal(await storedTotal('neighbour'), 5)
   })
@@ -151,7 +169,10 @@ describe('the batcher, on data PostgreSQL stores differently or refuses', () => 
       increments.add('plain', 4)
     ])
 
-    assert.deepEqual(answers, [2, 1, 4, 4].map((value) => ({ status: 'fulfilled', value })))
+    assert.deepEqual(
+      answers,
+      [2, 1, 4, 4].map((value) => ({ status: 'fulfilled', value }))
+    )
     assert.equal(await storedTotal('lone-\ufffd'), 2)
     assert.equal(await storedTotal('pair-\ufffd'), 4)
     assert.equal(await storedTotal('plain'), 4)
@@ -172,11 +193,16 @@ describe('the batcher, on data PostgreSQL stores differently or refuses', () => 
       increments.add('innocent', 2)
     ])
 
-    const outcomes = answers.map((answer) => answer.status === 'fulfilled' ? answer.value : isClientDataError(answer.reason) && 'refused')
+    const outcomes = answers.map((answer) =>
+      answer.status === 'fulfilled' ? answer.value : isClientDataError(answer.reason) && 'refused'
+    )
     assert.deepEqual(outcomes, [max - 5, 'refused', max - 2, 'refused', 'refused', 1, 3])
     assert.equal(await storedTotal('near-the-edge'), max - 2)
     assert.equal(await storedTotal('innocent'), 3)
-    assert.equal((await db.sql`select count(*)::int as n from increments where key like 'with-nul-%' or key like 'yyy%'`)[0].n, 0)
+    assert.equal(
+      (await db.sql`select count(*)::int as n from increments where key like 'with-nul-%' or key like 'yyy%'`)[0].n,
+      0
+    )
   })
 })
 
@@ -187,12 +213,18 @@ describe('the batcher, when no pool connection is free', () => {
     const increments = incrementBatcher(pool, { windowMs: 0, queueMax: 10, maxLagMs: 200, lockTimeoutMs: 1000 })
     try {
       const answer = await Promise.race([
-        increments.add('no-connection', 1).then((total) => ({ total }), (error: unknown) => ({ error })),
+        increments.add('no-connection', 1).then(
+          (total) => ({ total }),
+          (error: unknown) => ({ error })
+        ),
         sleep(5000).then(() => 'unanswered' as const)
       ])
       only.release()
 
-      assert.ok(typeof answer === 'object' && 'error' in answer && answer.error instanceof Unavailable, `refused, not ${JSON.stringify(answer)}`)
+      assert.ok(
+        typeof answer === 'object' && 'error' in answer && answer.error instanceof Unavailable,
+        `refused, not ${JSON.stringify(answer)}`
+      )
       assert.equal(increments.size(), 0)
       assert.equal(await increments.add('no-connection-after', 1), 1)
       assert.equal(await storedTotal('no-connection'), undefined)
@@ -204,7 +236,7 @@ describe('the batcher, when no pool connection is free', () => {
 })
 
 describe('POST /increment with ill-formed Unicode', () => {
-  test('a key with a lone surrogate gets 422 and writes nothing; other users\' increments of the same moment count', async () => {
+  test("a key with a lone surrogate gets 422 and writes nothing; other users' increments of the same moment count", async () => {
     const other = await signUp(servers[1].url)
 
     const [lone, inside, ...others] = await Promise.all([
@@ -215,7 +247,10 @@ describe('POST /increment with ill-formed Unicode', () => {
 
     assert.deepEqual([lone.status, inside.status], [422, 422])
     assert.equal(lone.body.error, 'invalid-input')
-    assert.deepEqual(others.map((res) => res.status), [200, 200, 200, 200])
+    assert.deepEqual(
+      others.map((res) => res.status),
+      [200, 200, 200, 200]
+    )
     assert.equal(await storedTotal('\ufffd'), undefined)
     assert.equal(await storedTotal('a\ufffdb'), undefined)
     assert.equal(await storedTotal('well-formed'), 4)
@@ -226,7 +261,7 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
   test('a row lock held 15 s on one key: every increment answered within 8 s, other keys acknowledged within the deadline, nothing acknowledged lost', async () => {
     const [locked, free] = ['locked-row', 'beside-the-lock']
     await db.sql`insert into increments (key, value) values (${locked}, 0)`
-    const answers: Array<{ key: string, status: number, ms: number }> = []
+    const answers: Array<{ key: string; status: number; ms: number }> = []
     const releaseLock = await db.holdLock((tx) => tx`select 1 from increments where key = ${locked} for update`)
     const lockEnds = Date.now() + 15_000
 
@@ -243,10 +278,17 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
 
     const slow = answers.filter((answer) => answer.ms > 8000)
     assert.deepEqual(slow, [], 'answered within 8 s')
-    assert.deepEqual(answers.filter((answer) => answer.status !== 200 && answer.status !== 503), [])
+    assert.deepEqual(
+      answers.filter((answer) => answer.status !== 200 && answer.status !== 503),
+      []
+    )
     const beside = answers.filter((answer) => answer.key === free)
     assert.ok(beside.length > 100)
-    assert.deepEqual(beside.filter((answer) => answer.status !== 200 || answer.ms > 6000), [], 'the other key acknowledged within the deadline')
+    assert.deepEqual(
+      beside.filter((answer) => answer.status !== 200 || answer.ms > 6000),
+      [],
+      'the other key acknowledged within the deadline'
+    )
     for (const key of [locked, free]) {
       const acknowledged = answers.filter((answer) => answer.key === key && answer.status === 200).length
       assert.equal(await storedTotal(key), acknowledged, `${key}: stored exactly what was acknowledged`)
@@ -258,22 +300,40 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
     const env = { INCREMENT_MAX_LAG_MS: '250', DATABASE_STATEMENT_TIMEOUT_MS: '1000' }
     const replicas = await Promise.all([replica(env), replica(env)])
     const releaseLock = await db.holdLock((tx) => tx`lock table increments in share mode`)
-    const answers: Array<{ status: number, retryAfter: string | null, ms: number }> = []
+    const answers: Array<{ status: number; retryAfter: string | null; ms: number }> = []
 
-    await Promise.all(Array.from({ length: 60 }, async (_, i) => {
-      await sleep(i * 25) // a stream: some are sent (and time out), the rest wait in the queue
-      const sentAt = Date.now()
-      const res = await increment(replicas[i % 2], `stuck-${i}`, 1)
-      answers.push({ status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - sentAt })
-    }))
+    await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        await sleep(i * 25) // a stream: some are sent (and time out), the rest wait in the queue
+        const sentAt = Date.now()
+        const res = await increment(replicas[i % 2], `stuck-${i}`, 1)
+        answers.push({ status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - sentAt })
+      })
+    )
     const queued = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_queued')))
     const lag = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_persist_lag_seconds')))
-    const expired = await Promise.all(replicas.map((server) => metric(server, 'tandem_increments_refused_total{reason="deadline"}')))
+    const expired = await Promise.all(
+      replicas.map((server) => metric(server, 'tandem_increments_refused_total{reason="deadline"}'))
+    )
     await releaseLock()
 
-    assert.deepEqual(answers.filter((answer) => answer.status !== 503 || answer.retryAfter !== '1'), [])
-    assert.deepEqual(answers.filter((answer) => answer.ms > 1250 + 500), [], 'answered by the deadline')
-    assert.deepEqual([queued, lag], [[0, 0], [0, 0]], 'nothing left in the queues')
+    assert.deepEqual(
+      answers.filter((answer) => answer.status !== 503 || answer.retryAfter !== '1'),
+      []
+    )
+    assert.deepEqual(
+      answers.filter((answer) => answer.ms > 1250 + 500),
+      [],
+      'answered by the deadline'
+    )
+    assert.deepEqual(
+      [queued, lag],
+      [
+        [0, 0],
+        [0, 0]
+      ],
+      'nothing left in the queues'
+    )
     assert.equal(expired[0] + expired[1], 60)
     assert.equal((await db.sql`select count(*)::int as n from increments where key like 'stuck-%'`)[0].n, 0)
     assert.equal((await increment(replicas[0], 'stuck-after', 1)).status, 200)
@@ -285,20 +345,28 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
 
     const held = Array.from({ length: 5 }, () => increment(capped, 'within-the-cap', 1))
     let heldAnswered = false
-    void Promise.all(held).then(() => { heldAnswered = true })
+    void Promise.all(held).then(() => {
+      heldAnswered = true
+    })
     let refused: Response[]
     let answeredFirst: boolean
     try {
-      await until(async () => await metric(capped, 'tandem_increments_queued') === 5, 'five increments queued', 5000)
+      await until(async () => (await metric(capped, 'tandem_increments_queued')) === 5, 'five increments queued', 5000)
       refused = await Promise.all(Array.from({ length: 5 }, () => increment(capped, 'past-the-cap', 1)))
       answeredFirst = !heldAnswered
     } finally {
       await releaseLock()
     }
 
-    assert.deepEqual(refused.map((res) => [res.status, res.headers.get('retry-after')]), Array(5).fill([503, '1']))
+    assert.deepEqual(
+      refused.map((res) => [res.status, res.headers.get('retry-after')]),
+      Array(5).fill([503, '1'])
+    )
     assert.ok(answeredFirst, 'refused while the queue was still full')
-    assert.deepEqual((await Promise.all(held)).map((res) => res.status), [200, 200, 200, 200, 200])
+    assert.deepEqual(
+      (await Promise.all(held)).map((res) => res.status),
+      [200, 200, 200, 200, 200]
+    )
     assert.equal(await storedTotal('within-the-cap'), 5)
     assert.equal(await storedTotal('past-the-cap'), undefined)
     assert.equal(await metric(capped, 'tandem_increments_refused_total{reason="queue-full"}'), 5)
@@ -334,9 +402,14 @@ describe('exact sums from many clients through two replicas', () => {
 
     const replies = await inWaves(sent.length, 200, (i) => increment(servers[i % 2], sent[i].key, sent[i].value))
 
-    assert.deepEqual(replies.filter((res) => res.status !== 200).map((res) => res.text), [])
+    assert.deepEqual(
+      replies.filter((res) => res.status !== 200).map((res) => res.text),
+      []
+    )
     for (const key of keys) {
-      const mine = sent.map((s, i) => ({ ...s, total: (replies[i] as Response).body.value as number })).filter((s) => s.key === key)
+      const mine = sent
+        .map((s, i) => ({ ...s, total: (replies[i] as Response).body.value as number }))
+        .filter((s) => s.key === key)
       const expected = mine.reduce((sum, s) => sum + s.value, 0)
       assert.equal(await storedTotal(key), expected, `${key} stored total`)
       // Positive increments: sorted by the total they saw, each one added exactly its own value.
@@ -388,7 +461,10 @@ describe('nothing acknowledged is lost', () => {
     const lane = async () => {
       for (let status: number | string = 200; status === 200; state.statuses.push(status)) {
         state.sent++
-        status = await increment(server, key, 1).then((res) => res.status, () => 'network')
+        status = await increment(server, key, 1).then(
+          (res) => res.status,
+          () => 'network'
+        )
         if (status === 200) state.acked++
       }
     }
@@ -396,7 +472,7 @@ describe('nothing acknowledged is lost', () => {
   }
 
   async function until(condition: () => boolean) {
-    for (const deadline = Date.now() + 30_000; !condition() && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 30_000; !condition() && Date.now() < deadline;) {
       await new Promise((resolve) => setTimeout(resolve, 1))
     }
   }

@@ -5,7 +5,7 @@ import type { Queryable } from '../../db/pool.js'
  * Idempotency-Key, whose answer must be recorded in the same transaction, so it cannot join a batch
  * committed by others. The key's new total, added under the row lock like the batches do.
  */
-export async function addToKey (db: Queryable, key: string, value: number): Promise<number> {
+export async function addToKey(db: Queryable, key: string, value: number): Promise<number> {
   const [row] = await db<{ value: string }[]>`
     insert into increments as i (key, value) values (${key}, ${value})
     on conflict (key) do update set value = i.value + excluded.value, updated_at = now()

@@ -50,7 +50,9 @@ const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, 
     name: 'tandem_increments_queued',
     help: 'Increments of this process waiting for their commit or in flight (capped by INCREMENT_QUEUE_MAX)',
     registers: [app.metrics],
-    collect() { this.set(batcher.size()) }
+    collect() {
+      this.set(batcher.size())
+    }
   })
   // The contract bounds how far PostgreSQL may trail acknowledged increments; here it trails only
   // the ones not yet acknowledged, and this is how long the oldest of them has waited.
@@ -59,7 +61,9 @@ const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, 
     help: 'Age of the oldest increment of this process not yet committed',
     registers: [app.metrics],
     aggregator: 'max', // in the embedded cluster: the oldest over all workers
-    collect() { this.set(batcher.lagMs() / 1000) }
+    collect() {
+      this.set(batcher.lagMs() / 1000)
+    }
   })
 
   new Gauge({
@@ -67,50 +71,63 @@ const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, 
     help: 'INCREMENT_MAX_LAG_MS in seconds: the most tandem_increments_persist_lag_seconds may reach',
     registers: [app.metrics],
     aggregator: 'max',
-    collect() { this.set(config.incrementMaxLagMs / 1000) }
+    collect() {
+      this.set(config.incrementMaxLagMs / 1000)
+    }
   })
 
   // /api/increment: the path of the original increments service, so its existing clients work unchanged.
   for (const path of ['/increment', '/api/increment']) {
-    app.post(path, {
-      config: { auth: 'required', idempotent: true }, // checked before the body is even read: no session, 401
-      schema: {
-        tags: ['increments'],
-        summary: path === '/increment' ? 'Add to a key; answers its new total once committed' : 'The same as POST /increment',
-        body: NewIncrement,
-        response: { 200: IncrementResult, 409: ErrorBody }
+    app.post(
+      path,
+      {
+        config: { auth: 'required', idempotent: true }, // checked before the body is even read: no session, 401
+        schema: {
+          tags: ['increments'],
+          summary:
+            path === '/increment'
+              ? 'Add to a key; answers its new total once committed'
+              : 'The same as POST /increment',
+          body: NewIncrement,
+          response: { 200: IncrementResult, 409: ErrorBody }
+        }
+      },
+      async (request, reply) => {
+        const { key, value } = request.body
+        if (request.headers[idempotencyHeader] === undefined) return { key, value: await batcher.add(key, value) }
+        // With a key, the increment and its answer commit together, outside the shared batches.
+        const { replayed } = await app.idempotent(request, reply, {
+          scope: `user:${request.caller.id}`,
+          status: 200,
+          write: async (tx) => ({ key, value: await addToKey(tx, key, value) })
+        })
+        if (!replayed) {
+          perCommit.observe(1)
+          committed.inc()
+        }
+        return reply
       }
-    }, async (request, reply) => {
-      const { key, value } = request.body
-      if (request.headers[idempotencyHeader] === undefined) return { key, value: await batcher.add(key, value) }
-      // With a key, the increment and its answer commit together, outside the shared batches.
-      const { replayed } = await app.idempotent(request, reply, {
-        scope: `user:${request.caller.id}`,
-        status: 200,
-        write: async (tx) => ({ key, value: await addToKey(tx, key, value) })
-      })
-      if (!replayed) {
-        perCommit.observe(1)
-        committed.inc()
-      }
-      return reply
-    })
+    )
   }
 
-  app.get('/increment/:key', {
-    schema: {
-      tags: ['increments'],
-      summary: "A key's total and when it was stored",
-      params: KeyParams,
-      response: { 200: KeyState, 404: ErrorBody }
-    }
-  }, async (request) => {
-    const [row] = await sql<{ value: string, updatedAt: Date }[]>`
+  app.get(
+    '/increment/:key',
+    {
+      schema: {
+        tags: ['increments'],
+        summary: "A key's total and when it was stored",
+        params: KeyParams,
+        response: { 200: KeyState, 404: ErrorBody }
+      }
+    },
+    async (request) => {
+      const [row] = await sql<{ value: string; updatedAt: Date }[]>`
       select value, updated_at as "updatedAt" from increments where key = ${request.params.key}`
-    if (!row) throw new NotFound('key')
-    const value = Number(row.value)
-    return { key: request.params.key, value, persistedValue: value, persistedAt: row.updatedAt.toISOString() }
-  })
+      if (!row) throw new NotFound('key')
+      const value = Number(row.value)
+      return { key: request.params.key, value, persistedValue: value, persistedAt: row.updatedAt.toISOString() }
+    }
+  )
 }
 
 /**
@@ -118,4 +135,8 @@ const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, 
  * Fastify refuses to start when one is missing or comes after it, rather than app.ts's line order
  * deciding silently (the error and session hooks, and the OpenAPI document, must see its routes).
  */
-export const incrementsRoutes = fp(routes, { name: 'increments', dependencies: ['errors', 'docs', 'metrics', 'sessions', 'idempotency'], encapsulate: true })
+export const incrementsRoutes = fp(routes, {
+  name: 'increments',
+  dependencies: ['errors', 'docs', 'metrics', 'sessions', 'idempotency'],
+  encapsulate: true
+})

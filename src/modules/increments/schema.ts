@@ -21,4 +21,3 @@ export const KeyState = Type.Object({
   persistedValue: Type.Integer({ description: 'the total stored in PostgreSQL' }),
   persistedAt: Type.String({ format: 'date-time' })
 })
-
