@@ -1,0 +1,404 @@
+/**
+ * Tandem against a minimal node:http + postgres.js server (bench/baseline/server.mjs) on the crebitos
+ * routes, closed model: N connections each sending the next request as soon as the last is answered.
+ * One private, durable PostgreSQL (`node dist/main.js postgres`); Tandem (one `serve` replica), the
+ * baseline on Tandem's tables and the baseline on UNLOGGED copies of them, all on CPU 1, loaded in
+ * turn from CPU 0, the order rotating every round, so every ratio comes from the same minutes.
+ *   npm run bench:closed [-- --connections 16 --seconds 10 --rounds 3 --pool-max 10 --nginx]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { Pool } from 'undici'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const { values } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '16' },
+    seconds: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '2' },
+    'pool-max': { type: 'string' },
+    targets: { type: 'string', default: 'tandem,baseline,unlogged' },
+    nginx: { type: 'boolean', default: false },
+    // Extra environment for the Tandem replica, NAME=value,NAME=value (e.g. LOG_LEVEL=warn).
+    'tandem-env': { type: 'string', default: '' },
+    // Runs the Tandem replica under `node --cpu-prof`, the profile written into this directory.
+    'cpu-prof': { type: 'string' }
+  }
+})
+const connections = Number(values.connections)
+const seconds = Number(values.seconds)
+const rounds = Number(values.rounds)
+const warmupSeconds = Number(values.warmup)
+const serverCpu = ['taskset', '-c', '1']
+
+interface Started {
+  name: string
+  child: ChildProcess
+  output: () => string
+}
+const started: Started[] = []
+const dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-closed-'))
+// Started by root, PostgreSQL runs as the `postgres` user, which must reach its data directory.
+await chmod(dir, 0o755)
+
+/** Spawned in its own process group on CPU 1; stopped with the group by `cleanUp`. */
+function launch(name: string, args: string[], env: Record<string, string>): Started {
+  const child = spawn(serverCpu[0], [...serverCpu.slice(1), ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let text = ''
+  const keep = (chunk: Buffer) => {
+    text = (text + chunk.toString()).slice(-16_384)
+  }
+  child.stdout!.on('data', keep)
+  child.stderr!.on('data', keep)
+  const entry = { name, child, output: () => text }
+  started.push(entry)
+  return entry
+}
+
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
+
+async function stop({ child }: Started) {
+  if (!running(child) || child.pid === undefined) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  process.kill(-child.pid, 'SIGTERM')
+  if (await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)])) return
+  if (running(child)) process.kill(-child.pid, 'SIGKILL')
+}
+
+let cleaning: Promise<void> | undefined
+/** Everything started, in reverse; then the postmaster if its supervisor left it behind, then the files. */
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const entry of [...started].reverse()) await stop(entry).catch(() => {})
+    const postmaster = await readFile(path.join(dir, 'data', 'pg', 'postmaster.pid'), 'utf8').catch(() => '')
+    const pid = Number.parseInt(postmaster, 10)
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGINT')
+        for (let i = 0; i < 200 && isAlive(pid); i++) await sleep(50)
+      } catch {
+        // already gone
+      }
+    }
+    await rm(dir, { recursive: true, force: true })
+  })()
+  return cleaning
+}
+
+function isAlive(pid: number) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping everything started`)
+    void cleanUp().finally(() => process.exit(130))
+  })
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, processes: Started[], ms = 120_000) {
+  for (const deadline = performance.now() + ms; performance.now() < deadline; await sleep(100)) {
+    const dead = processes.find(({ child }) => !running(child))
+    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${dead.output().slice(-3000)}`)
+    const value = await probe().catch(() => undefined)
+    if (value !== undefined) return value
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net')
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+    server.once('error', reject)
+  })
+}
+
+interface Server {
+  name: string
+  url: string
+}
+
+async function startPostgres(): Promise<string> {
+  const database = launch('postgres', [process.execPath, 'dist/main.js', 'postgres'], {
+    NODE_ENV: 'production',
+    DATA_DIR: path.join(dir, 'data'),
+    LOG_LEVEL: 'warn'
+  })
+  return waitFor('DATABASE_URL', async () => /^DATABASE_URL=(\S+)$/m.exec(database.output())?.[1], [database])
+}
+
+async function startServer(name: string, databaseUrl: string, poolMax: string | undefined): Promise<Server> {
+  const port = await freePort()
+  const common = { PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl }
+  const pool: Record<string, string> = poolMax === undefined ? {} : { DATABASE_POOL_MAX: poolMax }
+  const server =
+    name === 'tandem'
+      ? launch(
+          name,
+          [
+            process.execPath,
+            ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : []),
+            'dist/main.js',
+            'serve'
+          ],
+          {
+            // As deploy/compose.rinha.yaml runs a replica.
+            NODE_ENV: 'production',
+            NODE_OPTIONS: '--max-old-space-size=96',
+            ...(values.nginx && { TRUST_PROXY: '1' }),
+            ...pool,
+            ...common,
+            ...Object.fromEntries(
+              values['tandem-env']!.split(',')
+                .filter(Boolean)
+                .map((pair) => pair.split('='))
+            )
+          }
+        )
+      : launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
+          ...common,
+          ...pool,
+          ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})
+        })
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(`${name} to answer`, async () => ((await get(url)) === 200 ? true : undefined), [server])
+  if (!values.nginx) return { name, url }
+  return { name, url: await startNginx(name, port) }
+}
+
+async function get(url: string) {
+  const res = await fetch(`${url}/clientes/1/extrato`)
+  await res.arrayBuffer()
+  return res.status
+}
+
+/** deploy/nginx/nginx.conf with one worker, its upstream this server, its files in the run's directory. */
+async function startNginx(name: string, upstream: number): Promise<string> {
+  const port = await freePort()
+  const home = path.join(dir, `nginx-${name}`)
+  await mkdir(home, { recursive: true })
+  const shipped = await readFile(path.join(root, 'deploy/nginx/nginx.conf'), 'utf8')
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((kind) => `${kind}_temp_path ${path.join(home, kind)};`)
+    .join('\n  ')
+  const conf = shipped
+    .replace(/server api:8080/, `server 127.0.0.1:${upstream}`)
+    .replace(/listen 9999;/, `listen 127.0.0.1:${port};`)
+    .replace(/worker_processes auto;/, `worker_processes 1;\npid ${home}/nginx.pid;\nuser root;`)
+    .replace(/access_log \/var\/log\/nginx\/access.log/, `access_log ${home}/access.log`)
+    .replace(/resolver [^;]*;\n\s*resolver_timeout [^;]*;/, '')
+    .replace(/include \/etc\/nginx\/tandem.d\/\*.conf;/, '')
+    .replace(/http \{/, `http {\n  ${temp}`)
+  await writeFile(path.join(home, 'nginx.conf'), conf)
+  const binary = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find(
+    (candidate) => spawnSync(candidate, ['-v']).status === 0
+  )
+  if (!binary) throw new Error('--nginx: nginx is not installed')
+  const nginx = launch(
+    `nginx-${name}`,
+    [binary, '-p', home, '-c', path.join(home, 'nginx.conf'), '-g', 'daemon off;'],
+    {}
+  )
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(`nginx for ${name}`, async () => ((await get(url)) === 200 ? true : undefined), [nginx])
+  return url
+}
+
+interface Route {
+  name: string
+  method: 'GET' | 'POST'
+  path: (n: number) => string
+  body?: (n: number) => string
+}
+
+// Clients 1–5 in turn; a credit then a debit of 1, so every write is a 200 and no balance drifts.
+const routes: Route[] = [
+  {
+    name: 'POST /clientes/:id/transacoes',
+    method: 'POST',
+    path: (n) => `/clientes/${(n % 5) + 1}/transacoes`,
+    body: (n) => `{"valor":1,"tipo":"${(n >> 1) % 2 === 0 ? 'c' : 'd'}","descricao":"closed"}`
+  },
+  { name: 'GET /clientes/:id/extrato', method: 'GET', path: (n) => `/clientes/${(n % 5) + 1}/extrato` }
+]
+
+interface Measured {
+  requests: number
+  perSecond: number
+  p50: number
+  p99: number
+  max: number
+  statuses: Record<string, number>
+  failures: number
+}
+
+/** `connections` loops, back to back, for the warm-up (not counted) and then `seconds`. */
+async function load(url: string, route: Route): Promise<Measured> {
+  const pool = new Pool(url, { connections, pipelining: 1 })
+  const latencies: number[] = []
+  const statuses: Record<string, number> = {}
+  let failures = 0
+  let sequence = 0
+  const measureFrom = performance.now() + warmupSeconds * 1000
+  const ends = measureFrom + seconds * 1000
+  const headers = route.body ? { 'content-type': 'application/json' } : {}
+  const loop = async () => {
+    while (performance.now() < ends) {
+      const n = sequence++
+      const sent = performance.now()
+      try {
+        const res = await pool.request({
+          method: route.method,
+          path: route.path(n),
+          body: route.body?.(n),
+          headers,
+          headersTimeout: 10_000,
+          bodyTimeout: 10_000
+        })
+        await res.body.dump()
+        if (sent < measureFrom) continue
+        statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
+        latencies.push(performance.now() - sent)
+      } catch {
+        if (sent >= measureFrom) failures++
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: connections }, loop))
+  await pool.close()
+  latencies.sort((a, b) => a - b)
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+  return {
+    requests: latencies.length,
+    perSecond: latencies.length / seconds,
+    p50: at(0.5),
+    p99: at(0.99),
+    max: latencies.at(-1) ?? NaN,
+    statuses,
+    failures
+  }
+}
+
+const median = (numbers: number[]) => {
+  const sorted = [...numbers].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+function pinSelf() {
+  const pinned = spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]).status === 0
+  if (!pinned) console.warn('!!! could not pin the load generator to CPU 0')
+}
+
+async function main() {
+  pinSelf()
+  const databaseUrl = await startPostgres()
+  const names = values.targets!.split(',')
+  const servers: Server[] = []
+  for (const name of names) servers.push(await startServer(name, databaseUrl, values['pool-max']))
+  const machine = `${os.cpus()[0].model}, ${os.cpus().length} CPUs; servers and PostgreSQL on CPU 1, load on CPU 0`
+  console.log(`${machine}\n${connections} connections, ${warmupSeconds} s warm-up + ${seconds} s, ${rounds} rounds\n`)
+  const runs: Array<{ round: number; route: string; server: string } & Measured> = []
+  for (let round = 0; round < rounds; round++) {
+    for (const route of routes) {
+      // The order rotates each round, so no server always runs first (or right after another's load).
+      for (let i = 0; i < servers.length; i++) {
+        const server = servers[(i + round) % servers.length]
+        const measured = await load(server.url, route)
+        runs.push({ round, route: route.name, server: server.name, ...measured })
+        const odd = Object.keys(measured.statuses).filter((status) => status !== '200')
+        console.log(
+          `round ${round + 1} ${route.name.padEnd(30)} ${server.name.padEnd(9)} ${measured.perSecond.toFixed(0).padStart(6)} req/s  p50 ${measured.p50.toFixed(2).padStart(6)}  p99 ${measured.p99.toFixed(2).padStart(7)} ms` +
+            (odd.length || measured.failures
+              ? `  statuses ${JSON.stringify(measured.statuses)} failures ${measured.failures}`
+              : '')
+        )
+      }
+    }
+  }
+
+  const summary = routes.map((route) => {
+    const of = (name: string) => runs.filter((run) => run.route === route.name && run.server === name)
+    const byServer = Object.fromEntries(
+      names.map((name) => [
+        name,
+        {
+          perSecond: median(of(name).map((run) => run.perSecond)),
+          p50: median(of(name).map((run) => run.p50)),
+          p99: median(of(name).map((run) => run.p99))
+        }
+      ])
+    )
+    // Ratios per round (same minutes), then their median.
+    const ratio = (other: string, key: 'perSecond' | 'p50' | 'p99') =>
+      names.includes('tandem') && names.includes(other)
+        ? median(of('tandem').map((run, i) => run[key] / of(other)[i][key]))
+        : undefined
+    return {
+      route: route.name,
+      servers: byServer,
+      tandemOverBaseline: {
+        perSecond: ratio('baseline', 'perSecond'),
+        p50: ratio('baseline', 'p50'),
+        p99: ratio('baseline', 'p99')
+      },
+      tandemOverUnlogged: {
+        perSecond: ratio('unlogged', 'perSecond'),
+        p50: ratio('unlogged', 'p50'),
+        p99: ratio('unlogged', 'p99')
+      }
+    }
+  })
+  console.log('\nmedians over the rounds (ratios: Tandem / baseline, per round, then the median)')
+  const cell = (value: number | undefined, digits = 2) => (value === undefined ? '—' : value.toFixed(digits))
+  for (const row of summary) {
+    console.log(`\n${row.route}`)
+    for (const name of names) {
+      const { perSecond, p50, p99 } = row.servers[name]
+      console.log(
+        `  ${name.padEnd(9)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2)} ms  p99 ${p99.toFixed(2)} ms`
+      )
+    }
+    const { tandemOverBaseline: b, tandemOverUnlogged: u } = row
+    console.log(`  tandem/baseline req/s ${cell(b.perSecond)}  p50 ${cell(b.p50)}  p99 ${cell(b.p99)}`)
+    console.log(`  tandem/unlogged req/s ${cell(u.perSecond)}  p50 ${cell(u.p50)}  p99 ${cell(u.p99)}`)
+  }
+
+  const date = new Date().toISOString().replaceAll(':', '-').slice(0, 19)
+  const file = path.join(root, 'bench', 'results', `${date}-closed.json`)
+  await mkdir(path.dirname(file), { recursive: true })
+  await writeFile(
+    file,
+    JSON.stringify({ date: new Date().toISOString(), machine, options: values, summary, runs }, null, 2)
+  )
+  console.log(`\nwritten ${path.relative(root, file)}`)
+}
+
+try {
+  await main()
+} catch (error) {
+  console.error(error)
+  process.exitCode = 1
+} finally {
+  await cleanUp()
+}
