@@ -229,3 +229,69 @@ function readProc(file: string): string | undefined {
     return undefined
   }
 }
+
+const mb = (kb: number) => Math.round(kb / 10.24) / 100
+const round = (value: number) => Math.round(value * 100) / 100
+
+export type ServerSummary = ReturnType<typeof summarizeServer>
+
+/** The report's figures in MB and seconds, the processes sorted by kind then peak RSS. */
+export function summarizeServer(server: ServerReport) {
+  return {
+    peakTotalRssMb: mb(server.peakTotalRssKb),
+    endPssTotalMb: mb(server.endPssTotalKb),
+    cpuS: {
+      server: round(server.cpuTotalS),
+      driver: round(server.driverCpuS),
+      // Anything else busy on the machine meanwhile (other tests, the system) shares the cores.
+      others: round(Math.max(0, server.machineBusyS - server.cpuTotalS - server.driverCpuS)),
+      wall: round(server.wallS)
+    },
+    byKind: Object.fromEntries(
+      Object.entries(server.byKind).map(([kind, k]) => [
+        kind,
+        { processes: k.processes, peakRssMb: mb(k.peakRssKb), endPssMb: mb(k.endPssKb), cpuS: round(k.cpuS) }
+      ])
+    ),
+    processes: server.processes
+      .sort((a, b) => a.kind.localeCompare(b.kind) || b.peakRssKb - a.peakRssKb)
+      .map((p) => ({
+        pid: p.pid,
+        kind: p.kind,
+        label: p.label,
+        peakRssMb: mb(p.peakRssKb),
+        hwmMb: mb(p.hwmKb),
+        endPssMb: p.endPssKb === undefined ? undefined : mb(p.endPssKb),
+        cpuS: round(p.cpuS)
+      })),
+    samples: server.samples
+  }
+}
+
+/** CPU and memory of the server side, as printed under the load test's summary. */
+export function serverText(s: ServerSummary): string[] {
+  const { cpuS } = s
+  const lines = [
+    `CPU s         server ${cpuS.server}, driver ${cpuS.driver}, others ${cpuS.others} (in ${cpuS.wall} s of wall time)`
+  ]
+  if (cpuS.others > cpuS.wall * 0.1)
+    lines.push('  !!! other processes were busy on this machine during the run: the figures are disturbed')
+  lines.push(
+    `peak RSS MB   total ${s.peakTotalRssMb} (every server process summed at one sample; shared pages count once per process)`,
+    `              PSS at the end ${s.endPssTotalMb} (shared pages split among their processes)`,
+    `  ${'kind'.padEnd(12)}${['peak RSS', 'PSS end', 'CPU s'].map((h) => h.padStart(10)).join('')}`
+  )
+  for (const [kind, k] of Object.entries(s.byKind)) {
+    lines.push(
+      `  ${kind.padEnd(12)}${[k.peakRssMb, k.endPssMb, k.cpuS].map((v) => String(v).padStart(10)).join('')}  ${k.processes} processes`
+    )
+  }
+  lines.push(
+    `    ${'pid'.padStart(7)} ${'kind'.padEnd(9)}${['peak RSS', 'PSS end', 'CPU s'].map((h) => h.padStart(10)).join('')}  process`
+  )
+  for (const p of s.processes) {
+    const figures = [p.peakRssMb, p.endPssMb ?? '-', p.cpuS].map((v) => String(v).padStart(10)).join('')
+    lines.push(`    ${String(p.pid).padStart(7)} ${p.kind.padEnd(9)}${figures}  ${p.label}`)
+  }
+  return lines
+}

@@ -1,31 +1,42 @@
 /**
- * Rinha de Backend 2024/Q1 load, open model: `npm run bench -- [options]`.
+ * Rinha de Backend 2024/Q1 against a server side this bench starts: `npm run bench -- [options]`.
+ * The load and its checks are `tandem loadtest rinha` (src/loadtest); this adds the topology, CPU
+ * pinning and the server's memory and CPU.
  *
  *   --rate N            multiplies every arrival rate (1: debits 1→220/s, credits 1→110/s, statements 1→10/s)
  *   --duration-scale N  multiplies the 2-minute ramp and the 2-minute plateau (0.1: a 24 s smoke run)
  *   --topology NAME     nginx (default): nginx + 2 `serve` replicas + embedded PostgreSQL; cluster: `start` with 2 workers
- *   --target URL        load a server that is already running instead (fresh database for the final balance check)
- *   --connections N     most connections the driver opens (default 2048)
+ *   --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
+ *   --seed N            seed of the load's random choices
  *   --pool-max N        DATABASE_POOL_MAX of each API process (default 10)
  *   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
  *
- * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there.
+ * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there. Ctrl-C stops the load,
+ * prints what it measured and tears every process and directory down; a second Ctrl-C kills them.
  */
 import { spawnSync } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { runLoad, profiles, type Progress } from './load.js'
-import { sampleProcesses } from './processes.js'
-import { printSummary, summarize, writeSummary } from './report.js'
+import { runScenario, type Progress } from '../src/loadtest/engine.js'
+import { renderHtml } from '../src/loadtest/html.js'
+import { figuresOf, summaryText, type Figures } from '../src/loadtest/report.js'
+import { rinha } from '../src/loadtest/scenarios/rinha.js'
+import { scaleStreams } from '../src/loadtest/schedule.js'
+import { sampleProcesses, serverText, summarizeServer, type ServerSummary } from './processes.js'
 import { nginxBinary, pin, projectRoot, ServerSide, type TopologyName } from './topology.js'
 
 const timeoutMs = 5000
+const progressEveryS = 10
 
 interface Options {
   rate: number
   durationScale: number
   topology: TopologyName
   target: string | undefined
-  connections: number
+  seed: number
   poolMax: number
   serverEnv: Record<string, string>
 }
@@ -37,7 +48,7 @@ function parseOptions(): Options {
       'duration-scale': { type: 'string', default: '1' },
       topology: { type: 'string', default: 'nginx' },
       target: { type: 'string' },
-      connections: { type: 'string', default: '2048' },
+      seed: { type: 'string', default: '1' },
       'pool-max': { type: 'string', default: '10' },
       'server-env': { type: 'string', default: '' }
     }
@@ -49,7 +60,7 @@ function parseOptions(): Options {
     durationScale: positive('--duration-scale', values['duration-scale']),
     topology: values.topology,
     target: values.target?.replace(/\/$/, ''),
-    connections: Math.round(positive('--connections', values.connections)),
+    seed: Math.round(positive('--seed', values.seed)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
     serverEnv: Object.fromEntries(
       values['server-env']
@@ -94,9 +105,41 @@ function describeCode(): string {
 }
 
 function reportProgress(p: Progress) {
+  if (Math.floor(p.elapsedMs / 1000) % progressEveryS !== 0) return
   console.log(
-    `  ${p.elapsedS.toFixed(0).padStart(4)} s  sent ${p.sent}  completed ${p.completed}  in flight ${p.inFlight}  errors ${p.errors}`
+    `  ${(p.loadElapsedMs / 1000).toFixed(0).padStart(4)} s  ${p.perS} req/s  p99 ${p.p99Ms.toFixed(1)} ms  errors ${p.errors}  in flight ${p.inFlight}`
   )
+}
+
+interface BenchReport {
+  machine: { cpu: string; cores: number; node: string; memoryMb: number }
+  code: string
+  topology: { name: string; description: string; pinning: string }
+  server: ServerSummary | undefined
+  warnings: string[]
+  loadtest: Figures
+}
+
+async function writeResults(report: BenchReport): Promise<string> {
+  const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
+  await mkdir(dir, { recursive: true })
+  const base = path.join(dir, report.loadtest.startedAt.replace(/[:.]/g, '-'))
+  await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
+  await writeFile(`${base}.html`, await renderHtml(report.loadtest))
+  return path.relative(process.cwd(), base)
+}
+
+function printReport(report: BenchReport, files: string) {
+  console.log(summaryText(report.loadtest))
+  const m = report.machine
+  console.log(`\nmachine       ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}`)
+  console.log(`code          ${report.code}`)
+  console.log(`topology      ${report.topology.name}: ${report.topology.description}`)
+  console.log(`pinning       ${report.topology.pinning}`)
+  if (report.server) for (const line of serverText(report.server)) console.log(line)
+  else console.log('server        RSS and CPU not measured (--target: the server processes are not ours)')
+  for (const warning of report.warnings) console.log(`  !!! ${warning}`)
+  console.log(`results       ${files}.json, ${files}.html`)
 }
 
 async function main() {
@@ -106,47 +149,69 @@ async function main() {
   const topology = options.target ? undefined : chooseTopology(options.topology)
   const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
   const abort = new AbortController()
-  const abandon = (reason: unknown, exitCode: number) => {
-    console.error(
-      `\n${reason instanceof Error ? reason.stack : String(reason)}\nstopping the load and tearing the servers down...`
-    )
-    abort.abort()
-    void (servers?.stop() ?? Promise.resolve()).finally(() => process.exit(exitCode))
+  // First signal: stop the load, report, tear down. A second: kill everything now and leave.
+  const interrupt = (signal: NodeJS.Signals) => {
+    if (!abort.signal.aborted) {
+      console.error(
+        `\n${signal}: stopping the load; the servers are torn down after the report (again to kill them now)`
+      )
+      return abort.abort()
+    }
+    servers?.killNow()
+    process.exit(130)
   }
-  process.once('SIGINT', (signal) => abandon(signal, 130))
-  process.once('SIGTERM', (signal) => abandon(signal, 143))
-  process.once('uncaughtException', (error) => abandon(error, 1))
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interrupt)
+  // Whatever way this process ends, nothing it started outlives it.
+  process.on('exit', () => servers?.killNow())
   try {
     if (servers && topology) await startServers(servers, topology)
+    if (abort.signal.aborted) return
     const url = options.target ?? servers!.url
     const sampler = servers && sampleProcesses(() => servers.pids())
-    const shapes = profiles(options)
-    console.log(
-      `load: rate ×${options.rate}, ramp ${shapes.debit.rampS} s + plateau ${shapes.debit.plateauS} s against ${url}`
-    )
-    const result = await runLoad({ ...options, url, timeoutMs, signal: abort.signal, progress: reportProgress })
-    // Interrupted: the servers are going away under the final checks; no summary to trust.
-    if (abort.signal.aborted) return
-    const casualties = servers?.casualties() ?? []
-    const summary = summarize(result, {
-      startedAt,
-      code: describeCode(),
-      options: {
-        rate: options.rate,
-        durationScale: options.durationScale,
-        timeoutMs,
-        connections: options.connections,
-        poolMax: options.poolMax
-      },
-      topology: topology ?? `target ${url}`,
-      description: servers?.description ?? 'already running (not started by the bench)',
-      pinning: pinning.description,
-      plateauTargetPerS: Object.values(shapes).reduce((sum, p) => sum + p.to, 0),
-      server: sampler?.stop(),
-      warnings: [...(servers?.notes ?? []), ...casualties, ...(servers?.nginxErrors() ?? [])]
+    console.log(`load: rinha, rate ×${options.rate}, time ×${options.durationScale} against ${url}`)
+    const result = await runScenario(rinha, {
+      target: url,
+      streams: scaleStreams(rinha.streams, { rate: options.rate, time: options.durationScale }),
+      seed: options.seed,
+      timeoutMs,
+      // The validation phase expects the seeded balances of a fresh database.
+      validate: !options.target,
+      signal: abort.signal,
+      onProgress: reportProgress
     })
-    printSummary(summary, await writeSummary(summary))
-    if (summary.inconsistencies.total > 0 || casualties.length > 0) process.exitCode = 1
+    const casualties = servers?.casualties() ?? []
+    const report: BenchReport = {
+      machine: {
+        cpu: os.cpus()[0]?.model ?? 'unknown',
+        cores: os.cpus().length,
+        node: process.version,
+        memoryMb: Math.round(os.totalmem() / 2 ** 20)
+      },
+      code: describeCode(),
+      topology: {
+        name: topology ?? `target ${url}`,
+        description: servers?.description ?? 'already running (not started by the bench)',
+        pinning: pinning.description
+      },
+      server: sampler && summarizeServer(sampler.stop()),
+      warnings: [...(servers?.notes ?? []), ...casualties, ...(servers?.nginxErrors() ?? [])],
+      loadtest: figuresOf(result, {
+        scenario: rinha.name,
+        target: url,
+        startedAt,
+        checks: rinha.checks,
+        options: {
+          rateScale: options.rate,
+          timeScale: options.durationScale,
+          seed: options.seed,
+          timeoutMs,
+          poolMax: options.poolMax,
+          serverEnv: options.serverEnv
+        }
+      })
+    }
+    printReport(report, await writeResults(report))
+    if (!report.loadtest.passed || casualties.length > 0) process.exitCode = result.interrupted ? 130 : 1
   } finally {
     console.log('tearing down...')
     await servers?.stop()
@@ -154,6 +219,6 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error)
+  console.error(error instanceof Error ? error.stack : error)
   process.exitCode = 1
 })

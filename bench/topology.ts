@@ -1,10 +1,19 @@
 import { spawnSync } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os, { tmpdir } from 'node:os'
 import path from 'node:path'
 import { startNginx, type NginxProcess } from '../test/helpers/nginx.js'
 import { embeddedUrl, readPostmaster, removeDataDir } from '../test/helpers/postgres.js'
-import { hasExited, stopLaunched, waitForLine, waitHealthy, type Launched } from '../test/helpers/processes.js'
+import {
+  hasExited,
+  isGone,
+  signalGroup,
+  stopLaunched,
+  waitForLine,
+  waitHealthy,
+  type Launched
+} from '../test/helpers/processes.js'
 import { launchMain, spawnServer } from '../test/helpers/servers.js'
 
 export { nginxBinary } from '../test/helpers/nginx.js'
@@ -38,6 +47,7 @@ export class ServerSide {
   /** Oddities of the server side worth a line in the report. */
   readonly notes: string[] = []
   private stopping: Promise<void> | undefined
+  private tornDown = false
 
   /** postgres:// URL of the embedded PostgreSQL, to read its statistics around the API. */
   databaseUrl = ''
@@ -123,12 +133,32 @@ export class ServerSide {
   }
 
   stop(): Promise<void> {
-    this.stopping ??= this.tearDown()
+    this.stopping ??= this.tearDown().finally(() => {
+      this.tornDown = true
+    })
     return this.stopping
   }
 
+  /**
+   * Last resort when the bench exits without its teardown (a second Ctrl-C, a crash): kill -9 of
+   * every process group it started and of the postmaster, and its directories removed, synchronously.
+   */
+  killNow() {
+    for (const { launched } of this.running) {
+      if (launched.child.pid !== undefined && !hasExited(launched.child)) signalGroup(launched.child.pid, 'SIGKILL')
+    }
+    if (this.postmasterPid && !isGone(this.postmasterPid)) signalGroup(this.postmasterPid, 'SIGKILL')
+    // nginx's own directory is its `-p` prefix.
+    const spawnargs = this.nginx?.child.spawnargs ?? []
+    const nginxDir = spawnargs[spawnargs.indexOf('-p') + 1]
+    for (const dir of [...this.dirs, ...(spawnargs.includes('-p') ? [nginxDir] : [])])
+      rmSync(dir, { recursive: true, force: true })
+  }
+
   private async tearDown() {
-    for (const { stop } of [...this.running].reverse()) await stop()
+    // Popped, not iterated over a copy: a process still starting when the teardown began (a replica
+    // spawned while another was being waited for) is tracked late, and stopped here all the same.
+    for (let next = this.running.pop(); next; next = this.running.pop()) await next.stop()
     // Interrupted early, the postmaster may not have been seen yet; its lock file still names it.
     if (this.dataDir) await removeDataDir(this.dataDir)
     await Promise.all(this.dirs.map((dir) => rm(dir, { recursive: true, force: true })))
@@ -157,6 +187,8 @@ export class ServerSide {
   /** Stopped in the teardown: SIGTERM to its group, SIGKILL if it lingers. */
   private track<T extends Launched>(launched: T, stop = () => stopLaunched(launched)): T {
     this.running.push({ launched, stop })
+    // Launched after the teardown has run to its end: nobody else will stop it.
+    if (this.tornDown) void this.stop().then(() => this.tearDown())
     return launched
   }
 

@@ -9,7 +9,8 @@ const usage = `usage: tandem <command>
   start     embedded PostgreSQL (unless DATABASE_URL is set), migrations, WORKERS workers on PORT
   serve     one API process (a replica behind a load balancer): waits for DATABASE_URL, migrates, listens
   migrate   apply pending migrations and exit
-  postgres  run only the embedded PostgreSQL (migrated) and print its URL, until stopped`
+  postgres  run only the embedded PostgreSQL (migrated) and print its URL, until stopped
+  loadtest  send a scenario's load to a running server and check every answer (tandem loadtest --help)`
 
 /**
  * The process's lifecycle, owned here alone: the only SIGTERM/SIGINT handlers and the only exits.
@@ -137,18 +138,29 @@ function requireDatabaseUrl(config: Config): string {
   return config.databaseUrl
 }
 
-let config: Config
-try {
-  config = loadConfig()
-} catch (error) {
-  process.stderr.write(`tandem: ${(error as Error).message}\n`)
-  process.exit(1)
+/** The server's commands, which all read the environment's configuration first. */
+function runServerCommand(command: string | undefined) {
+  let config: Config
+  try {
+    config = loadConfig()
+  } catch (error) {
+    process.stderr.write(`tandem: ${(error as Error).message}\n`)
+    process.exit(1)
+  }
+  const log = createLogger(config, cluster.worker ? { role: 'worker', worker: cluster.worker.id } : { role: 'primary' })
+  const life = lifecycle(log)
+  run(command, config, log, life).catch((error: unknown) => {
+    if (life.stopping) return // start-up cut short by a stop: the stop decides the exit
+    if (error instanceof ConfigError) process.stderr.write(`tandem: ${error.message}\n`)
+    else log.fatal({ err: error }, 'start-up failed')
+    void life.exit(1)
+  })
 }
-const log = createLogger(config, cluster.worker ? { role: 'worker', worker: cluster.worker.id } : { role: 'primary' })
-const life = lifecycle(log)
-run(process.argv[2], config, log, life).catch((error: unknown) => {
-  if (life.stopping) return // start-up cut short by a stop: the stop decides the exit
-  if (error instanceof ConfigError) process.stderr.write(`tandem: ${error.message}\n`)
-  else log.fatal({ err: error }, 'start-up failed')
-  void life.exit(1)
-})
+
+// The load test is a client: it needs no DATABASE_URL nor any other server setting.
+if (process.argv[2] === 'loadtest') {
+  const { loadtest } = await import('./loadtest/cli.js')
+  process.exitCode = await loadtest(process.argv.slice(3))
+} else {
+  runServerCommand(process.argv[2])
+}

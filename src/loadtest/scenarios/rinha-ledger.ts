@@ -7,38 +7,8 @@ export const clientLimits = new Map([
   [5, 500000]
 ])
 
-export type ErrorKind = 'network' | 'timeout' | 'server' | 'unexpected'
-
-const keptSamples = 20
-
-/** Errors and inconsistencies, counted, with the first few described for the report. */
-export class Findings {
-  readonly errors: Record<ErrorKind, number> = { network: 0, timeout: 0, server: 0, unexpected: 0 }
-  readonly inconsistencies: Record<string, number> = {}
-  readonly samples: string[] = []
-
-  error(kind: ErrorKind, detail: string) {
-    this.errors[kind]++
-    this.keep(`error ${kind}: ${detail}`)
-  }
-
-  inconsistency(name: string, detail: string) {
-    this.inconsistencies[name] = (this.inconsistencies[name] ?? 0) + 1
-    this.keep(`inconsistency ${name}: ${detail}`)
-  }
-
-  errorCount(): number {
-    return Object.values(this.errors).reduce((sum, n) => sum + n, 0)
-  }
-
-  inconsistencyCount(): number {
-    return Object.values(this.inconsistencies).reduce((sum, n) => sum + n, 0)
-  }
-
-  private keep(line: string) {
-    if (this.samples.length < keptSamples) this.samples.push(line)
-  }
-}
+/** Where the ledger reports a contradiction between answers. */
+export type Inconsistency = (name: string, detail: string) => void
 
 /** What the driver knows of one client's balance from the answers it got. */
 interface Account {
@@ -77,7 +47,7 @@ export interface FinalBalance {
 export class Ledger {
   private readonly accounts = new Map<number, Account>()
 
-  constructor(private readonly findings: Findings) {
+  constructor(private readonly inconsistency: Inconsistency) {
     for (const [id, limit] of clientLimits) {
       this.accounts.set(id, {
         limit,
@@ -101,11 +71,10 @@ export class Ledger {
     return { id, tipo, valor, ackedAtSend: account.acked, ackedDebitsAtSend: account.ackedDebits }
   }
 
-  accepted(ticket: Ticket, body: unknown) {
+  accepted(ticket: Ticket, body: BalanceBody) {
     const account = this.settle(ticket)
     account.acked += ticket.tipo === 'c' ? ticket.valor : -ticket.valor
     if (ticket.tipo === 'd') account.ackedDebits += ticket.valor
-    if (!isBalance(body)) return this.findings.error('unexpected', `200 body ${JSON.stringify(body)}`)
     this.checkLimit(account, ticket.id, body.limite, body.saldo, 'transacoes')
   }
 
@@ -119,7 +88,7 @@ export class Ledger {
       account.ackedDebits - ticket.ackedDebitsAtSend + account.inFlightDebits + account.unknownDebits
     const lowest = account.baseline + ticket.ackedAtSend - concurrentDebits
     if (lowest - ticket.valor >= -account.limit) {
-      this.findings.inconsistency(
+      this.inconsistency(
         'unjustified-422',
         `client ${ticket.id} debit ${ticket.valor} refused though the balance was at least ${lowest}`
       )
@@ -132,16 +101,20 @@ export class Ledger {
     else account.unknownDebits += ticket.valor
   }
 
-  statement(id: number, body: unknown) {
-    if (!isStatement(body)) return this.findings.error('unexpected', `extrato body ${JSON.stringify(body)}`)
+  /** A statement's shape, limit and order; false when it is not a statement at all. */
+  statement(id: number, body: unknown): boolean {
+    if (!isStatement(body)) {
+      this.inconsistency('extrato-shape', `client ${id}: ${JSON.stringify(body)?.slice(0, 200)}`)
+      return false
+    }
     this.checkLimit(this.account(id), id, body.saldo.limite, body.saldo.total, 'extrato')
     const listed = body.ultimas_transacoes
-    if (listed.length > 10)
-      this.findings.inconsistency('extrato-too-long', `client ${id}: ${listed.length} transactions`)
+    if (listed.length > 10) this.inconsistency('extrato-too-long', `client ${id}: ${listed.length} transactions`)
     const times = listed.map((t) => Date.parse(t.realizada_em))
     if (times.some((time, i) => Number.isNaN(time) || (i > 0 && time > times[i - 1]))) {
-      this.findings.inconsistency('extrato-order', `client ${id}: ${listed.map((t) => t.realizada_em).join(', ')}`)
+      this.inconsistency('extrato-order', `client ${id}: ${listed.map((t) => t.realizada_em).join(', ')}`)
     }
+    return true
   }
 
   /** The balance the server reports now against every acknowledged transaction (fresh database). */
@@ -151,10 +124,7 @@ export class Ledger {
     const actual = isStatement(body) ? body.saldo.total : undefined
     const verdict = verdictOf(account, expected, actual)
     if (verdict === 'mismatch') {
-      this.findings.inconsistency(
-        'final-balance',
-        `client ${id}: saldo ${actual}, acknowledged transactions give ${expected}`
-      )
+      this.inconsistency('final-balance', `client ${id}: saldo ${actual}, acknowledged transactions give ${expected}`)
     }
     return { id, expected, actual, verdict }
   }
@@ -167,10 +137,10 @@ export class Ledger {
 
   private checkLimit(account: Account, id: number, limite: number, saldo: number, route: string) {
     if (limite !== account.limit) {
-      this.findings.inconsistency('wrong-limit', `${route} client ${id}: limite ${limite}, expected ${account.limit}`)
+      this.inconsistency('wrong-limit', `${route} client ${id}: limite ${limite}, expected ${account.limit}`)
     }
     if (saldo < -account.limit) {
-      this.findings.inconsistency('saldo-below-limit', `${route} client ${id}: saldo ${saldo} < -${account.limit}`)
+      this.inconsistency('saldo-below-limit', `${route} client ${id}: saldo ${saldo} < -${account.limit}`)
     }
   }
 
@@ -188,22 +158,22 @@ function verdictOf(account: Account, expected: number, actual: number | undefine
   return possible && account.unknownCredits + account.unknownDebits > 0 ? 'inconclusive' : 'mismatch'
 }
 
-interface BalanceBody {
+export interface BalanceBody {
   limite: number
   saldo: number
 }
 
-interface StatementBody {
+export interface StatementBody {
   saldo: { total: number; limite: number; data_extrato: string }
   ultimas_transacoes: Array<{ valor: number; tipo: string; descricao: string; realizada_em: string }>
 }
 
-function isBalance(body: unknown): body is BalanceBody {
+export function isBalance(body: unknown): body is BalanceBody {
   const b = body as BalanceBody | null
   return typeof b === 'object' && b !== null && Number.isInteger(b.limite) && Number.isInteger(b.saldo)
 }
 
-function isStatement(body: unknown): body is StatementBody {
+export function isStatement(body: unknown): body is StatementBody {
   const b = body as StatementBody | null
   return (
     typeof b === 'object' &&
