@@ -208,18 +208,18 @@ describe('tandem loadtest', () => {
       tab.on('pageerror', (error) => errors.push(error.message))
 
       await tab.setContent(page, { waitUntil: 'load' })
-      await tab.waitForFunction(() => document.body.dataset.drawn === 'true', undefined, { timeout: 10_000 })
+      await tab.waitForFunction('document.body.dataset.drawn === "true"', undefined, { timeout: 10_000 })
 
-      const drawn = await tab.evaluate(() => {
-        const charts = (window as unknown as { loadtestCharts?: unknown[] }).loadtestCharts ?? []
+      // In the page (a string: this file is typed for Node, not the DOM): the inked pixels of each canvas.
+      const drawn = (await tab.evaluate(`(() => {
         const painted = [...document.querySelectorAll('canvas')].map((canvas) => {
-          const { data } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height)
+          const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height)
           let inked = 0
           for (let i = 3; i < data.length; i += 4) if (data[i] > 0) inked++
           return inked
         })
-        return { charts: charts.length, painted, rows: document.querySelectorAll('#groups tr').length }
-      })
+        return { charts: (window.loadtestCharts ?? []).length, painted, rows: document.querySelectorAll('#groups tr').length }
+      })()`)) as { charts: number; painted: number[]; rows: number }
       assert.deepEqual(errors, [])
       assert.deepEqual(attempted, [], 'the page asked the network for nothing')
       assert.equal(drawn.charts, 4)
