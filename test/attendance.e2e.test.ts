@@ -2,13 +2,13 @@ import assert from 'node:assert/strict'
 import { mkdir, readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { newEmail } from './helpers/accounts.js'
-import { chromiumSkipReason, gone, launchChromium, visible, waitForRows, watchProblems } from './helpers/browser.js'
-import { createDatabase, type TestDatabase } from './helpers/database.js'
-import { projectRoot, spawnServer, type ServerProcess } from './helpers/servers.js'
+import { chromiumSkipReason, gone, visible, waitForRows } from './helpers/browser.js'
+import { projectRoot } from './helpers/servers.js'
+import { webUi } from './helpers/web-ui.js'
 
 // docs/attendance.md §7, the acceptance scenario, as a teacher and a student would live it: Debian's
 // Chromium driven by playwright-core against `start` (two node:cluster workers, round robin).
@@ -26,37 +26,10 @@ describe(
   'attendance web UI, end to end (docs/attendance.md §7)',
   { skip: chromiumSkipReason(), timeout: 240_000 },
   () => {
-    let db: TestDatabase
-    let server: ServerProcess
-    let browser: Browser
-    const problems: string[] = []
+    const ui = webUi()
+    const { problems, newPage } = ui
 
-    before(async () => {
-      await mkdir(screenshots, { recursive: true })
-      db = await createDatabase()
-      server = await spawnServer('start', { DATABASE_URL: db.url, WORKERS: '2' })
-      browser = await launchChromium()
-    })
-
-    after(async () => {
-      await browser?.close()
-      await server?.stop()
-      await db?.drop()
-    })
-
-    async function newPage(
-      options: Parameters<Browser['newContext']>[0] = {}
-    ): Promise<{ context: BrowserContext; page: Page }> {
-      const context = await browser.newContext({
-        baseURL: server.url,
-        viewport: { width: 1280, height: 860 },
-        ...options
-      })
-      context.setDefaultTimeout(10_000)
-      const page = await context.newPage()
-      watchProblems(page, problems)
-      return { context, page }
-    }
+    before(() => mkdir(screenshots, { recursive: true }))
 
     test('a teacher runs a lesson from registration to logout while a student signs in from a phone', async (t) => {
       const { page: teacher } = await newPage()
@@ -158,7 +131,7 @@ describe(
           await visible(teacher.getByRole('button', { name: 'Close attendance' }))
           await visible(teacher.locator('#qr-button svg'))
           signInLink = (await teacher.locator('#sign-in-url').textContent()) ?? ''
-          assert.equal(signInLink, `${server.url}/reg.html?id=${sheetId}`)
+          assert.equal(signInLink, `${ui.url}/reg.html?id=${sheetId}`)
           assert.ok(signInLink.endsWith(`reg.html?id=${sheetId}`))
           await visible(teacher.getByText('Total: 0', { exact: true }))
           await visible(teacher.locator('#sheet-summary').getByText('TP1', { exact: true }))

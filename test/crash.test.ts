@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { connect } from 'node:net'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
 import postgres from 'postgres'
 import { request } from './helpers/http.js'
 import { isGone, newDataDir, readPostmaster, removeDataDir } from './helpers/postgres.js'
+import { isRefused } from './helpers/processes.js'
 import { killGroup, spawnServer, type ServerProcess } from './helpers/servers.js'
 import { until } from './helpers/wait.js'
 
@@ -43,18 +43,6 @@ async function connectDirectly(dataDir: string) {
   const sql = postgres({ host: '127.0.0.1', port, user, password, database: 'postgres', max: 2, onnotice: () => {} })
   connections.push(sql)
   return sql
-}
-
-/** Resolves once a new TCP connection to the port is refused: nobody accepts on it any more. */
-function isRefused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(false)
-    })
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
-  })
 }
 
 interface Outcome {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, test } from 'node:test'
 import { parse } from 'yaml'
-import { localNginxConf, nginxBinary } from './helpers/nginx.js'
+import { localNginxConf, nginxBinary, opensslBinary, selfSignedCertificate } from './helpers/nginx.js'
 import { projectRoot } from './helpers/servers.js'
 
 // No Docker engine runs here: the deployment files are checked statically (their running
@@ -17,9 +17,6 @@ const read = (file: string) => readFile(path.join(deployDir, file), 'utf8')
 const readCompose = async (file: string) => parse(await read(file), { merge: true })
 
 const composeBinary = '/usr/bin/docker-compose'
-const opensslBinary = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find(
-  (candidate) => spawnSync(candidate, ['version']).status === 0
-)
 
 function skipReason(missing: string, install: string, what: string): string {
   const reason = `SKIPPED: ${missing} is not installed (apt-get install -y ${install}; .ci/run does) — ${what} did not run`
@@ -472,28 +469,7 @@ describe('deploy/nginx/nginx.conf', () => {
   test('with tls.conf included and a self-signed certificate, is accepted by nginx -t', { skip: tlsSkip }, async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'tandem-nginx-tls-'))
     try {
-      const made = spawnSync(
-        opensslBinary!,
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-          '-keyout',
-          path.join(dir, 'tls.key'),
-          '-out',
-          path.join(dir, 'tls.crt')
-        ],
-        { encoding: 'utf8' }
-      )
-      assert.equal(made.status, 0, made.stderr)
+      selfSignedCertificate(dir, 'IP:127.0.0.1')
 
       const shipped = await localNginxConf(['127.0.0.1:1'], 1)
       const conf = shipped.replace('include /etc/nginx/tandem.d/*.conf;', `include ${dir}/tandem.d/*.conf;`)

@@ -1,19 +1,17 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { promisify } from 'node:util'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { Agent, request as undiciRequest } from 'undici'
 import { parse } from 'yaml'
 import { newEmail } from './helpers/accounts.js'
 import { chromiumSkipReason, gone, launchChromium, visible, waitForRows, watchProblems } from './helpers/browser.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
-import { nginxSkipReason, startNginx, type NginxProcess } from './helpers/nginx.js'
+import { nginxSkipReason, selfSignedCertificate, startNginx, type NginxProcess } from './helpers/nginx.js'
 import { redisSkipReason, startRedisServer, type RedisServer } from './helpers/redis.js'
 import { projectRoot, spawnServer, type ServerProcess } from './helpers/servers.js'
 
@@ -26,7 +24,6 @@ const host = 'classroom.test'
 const sheetUrl = /\/attendance-sheet\.html\?id=([2-9A-HJ-NP-Za-km-z]{6})$/
 const loginLimit = 10
 const password = 'correct horse battery'
-const run = promisify(execFile)
 
 /**
  * services.api.environment of deploy/compose.yaml as these replicas can run it: the database and
@@ -104,29 +101,7 @@ describe(
       replicas = spawned.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
       for (const result of spawned) if (result.status === 'rejected') throw result.reason
       certDir = await mkdtemp(path.join(tmpdir(), 'tandem-tls-'))
-      const cert = path.join(certDir, 'tls.crt')
-      const key = path.join(certDir, 'tls.key')
-      await run(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'rsa:2048',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          `/CN=${host}`,
-          '-addext',
-          `subjectAltName=DNS:${host}`,
-          '-keyout',
-          key,
-          '-out',
-          cert
-        ],
-        { timeout: 30_000 }
-      )
+      const { cert, key } = selfSignedCertificate(certDir, `DNS:${host}`)
       nginx = await startNginx(
         replicas.map((replica) => `127.0.0.1:${replica.port}`),
         { tls: { cert, key } }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
 import { loadConfig } from '../src/config.js'
-import { freePort } from '../src/db/embedded.js'
+import { freePort } from './helpers/processes.js'
 import { serve } from '../src/server.js'
 import { createDatabase, quietLog, type TestDatabase } from './helpers/database.js'
 import { request } from './helpers/http.js'

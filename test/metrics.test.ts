@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { freePort } from '../src/db/embedded.js'
+import { freePort } from './helpers/processes.js'
 import { signUp } from './helpers/accounts.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
 import { request } from './helpers/http.js'

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { APIResponse, Browser, BrowserContext, Page, Route } from 'playwright-core'
+import type { APIResponse, BrowserContext, Page, Route } from 'playwright-core'
 import { newEmail } from './helpers/accounts.js'
-import { chromiumSkipReason, launchChromium, visible, waitForRows, watchProblems } from './helpers/browser.js'
-import { createDatabase, type TestDatabase } from './helpers/database.js'
-import { spawnServer, type ServerProcess } from './helpers/servers.js'
+import { chromiumSkipReason, visible, waitForRows } from './helpers/browser.js'
+import { webUi } from './helpers/web-ui.js'
 
 // The sheet panel (web/src/sheet-view.ts) when answers come back late and out of order: a late
 // answer about a sheet, or about an older state of it, must not be drawn over what the page shows
@@ -59,31 +58,18 @@ class HeldAnswers {
   }
 }
 
+/** Asks the history page for `sheet` (of the course unit MAS), as a teacher would. */
+async function showOnHistoryPage(page: Page, sheet: string) {
+  await page.goto('/attendance-sheet-history.html')
+  await page.locator('#history-unit option', { hasText: 'MAS' }).first().waitFor({ state: 'attached' })
+  await page.getByLabel('Course unit').selectOption({ label: 'MAS' })
+  await page.locator(`#schedule option[value="${sheet}"]`).waitFor({ state: 'attached' })
+  await page.getByLabel('Schedule').selectOption({ value: sheet })
+  await page.getByRole('button', { name: 'Show attendance sheet' }).click()
+}
+
 describe('the sheet panel under late answers', { skip: chromiumSkipReason(), timeout: 120_000 }, () => {
-  let db: TestDatabase
-  let server: ServerProcess
-  let browser: Browser
-  const problems: string[] = []
-
-  before(async () => {
-    db = await createDatabase()
-    server = await spawnServer('start', { DATABASE_URL: db.url, WORKERS: '2' })
-    browser = await launchChromium()
-  })
-
-  after(async () => {
-    await browser?.close()
-    await server?.stop()
-    await db?.drop()
-  })
-
-  async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ baseURL: server.url, viewport: { width: 1280, height: 860 } })
-    context.setDefaultTimeout(10_000)
-    const page = await context.newPage()
-    watchProblems(page, problems)
-    return { context, page }
-  }
+  const { problems, newPage } = webUi()
 
   /** A teacher of its own in this context (the cookie lands in it). */
   async function signUp(context: BrowserContext): Promise<void> {
@@ -149,12 +135,7 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     const { context, page } = await newPage()
     const { sheetA, sheetB } = await twoSheets(context)
 
-    await page.goto('/attendance-sheet-history.html')
-    await page.locator('#history-unit option', { hasText: 'MAS' }).first().waitFor({ state: 'attached' })
-    await page.getByLabel('Course unit').selectOption({ label: 'MAS' })
-    await page.locator(`#schedule option[value="${sheetA}"]`).waitFor({ state: 'attached' })
-    await page.getByLabel('Schedule').selectOption({ value: sheetA })
-    await page.getByRole('button', { name: 'Show attendance sheet' }).click()
+    await showOnHistoryPage(page, sheetA)
     await visible(page.getByText('Updates live', { exact: true }))
     await expectShown(page, {
       status: 'Attendance is open',
@@ -227,12 +208,7 @@ describe('the sheet panel under late answers', { skip: chromiumSkipReason(), tim
     })
     await held.attach(page)
 
-    await page.goto('/attendance-sheet-history.html')
-    await page.locator('#history-unit option', { hasText: 'MAS' }).first().waitFor({ state: 'attached' })
-    await page.getByLabel('Course unit').selectOption({ label: 'MAS' })
-    await page.locator(`#schedule option[value="${sheetA}"]`).waitFor({ state: 'attached' })
-    await page.getByLabel('Schedule').selectOption({ value: sheetA })
-    await page.getByRole('button', { name: 'Show attendance sheet' }).click()
+    await showOnHistoryPage(page, sheetA)
     await held.waitFor(['sheet', 'students'])
     // The button waits while a sheet loads, so a person cannot ask twice; a submit of the form can.
     await page.getByLabel('Schedule').selectOption({ value: sheetB })

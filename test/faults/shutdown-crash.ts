@@ -7,9 +7,9 @@
  * - kill -9 of PostgreSQL (postmaster and backends at once) right as writes are acknowledged: after
  *   its crash recovery on the same data directory every acknowledged write is there, exactly once.
  */
-import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from '../helpers/http.js'
+import { isRefused } from '../helpers/processes.js'
 import { until } from '../helpers/wait.js'
 import { loggedErrors, ownPostgres, startReplica, type Replica } from './processes.js'
 import { emptyResult, type ScenarioResult } from './report.js'
@@ -36,18 +36,6 @@ const envA = {
 }
 // B's DATABASE_STATEMENT_TIMEOUT_MS (the default 5 s) and 3 s for connecting, queueing and answering.
 const boundMs = 8000
-
-/** Resolves true once a new TCP connection to the port is refused: nobody accepts on it any more. */
-function isRefused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(false)
-    })
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
-  })
-}
 
 async function queuedIncrements(replica: Replica): Promise<number> {
   const outcome = await send(replica.target, { method: 'GET', path: '/metrics', timeoutMs: 2000 })

@@ -44,6 +44,34 @@ export async function localTlsConf(port: number, cert: string, key: string): Pro
   }, conf)
 }
 
+export const opensslBinary = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find(
+  (candidate) => spawnSync(candidate, ['version']).status === 0
+)
+
+/**
+ * A one-day self-signed certificate for `subject` (e.g. `DNS:classroom.test` or `IP:127.0.0.1`),
+ * written as `tls.crt` and `tls.key` in `dir`: what a TLS server block of nginx is tested with.
+ */
+export function selfSignedCertificate(dir: string, subject: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'tls.crt')
+  const key = path.join(dir, 'tls.key')
+  const name = subject.replace(/^(DNS|IP):/, '')
+  const made = spawnSync(
+    opensslBinary ?? 'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`].concat([
+      '-addext',
+      `subjectAltName=${subject}`,
+      '-keyout',
+      key,
+      '-out',
+      cert
+    ]),
+    { encoding: 'utf8', timeout: 30_000 }
+  )
+  if (made.status !== 0) throw new Error(`openssl could not make a certificate: ${made.stderr}`)
+  return { cert, key }
+}
+
 export interface NginxOptions {
   /** Also serve deploy/nginx/tls.conf, on `port` (a free one if not given), with this certificate and key (PEM files). */
   tls?: { cert: string; key: string; port?: number }

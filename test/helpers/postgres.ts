@@ -78,6 +78,9 @@ function stopCommand({ child, exited }: Launched) {
 
 export interface StoppableDatabase {
   url: string
+  dataDir: string
+  /** The running postmaster's process id (its process group's too). */
+  readonly pid: number
   stop(): Promise<void>
   /** Starts again on the same port and data directory. */
   start(): Promise<void>
@@ -85,12 +88,16 @@ export interface StoppableDatabase {
 }
 
 /** A PostgreSQL of the test's own that it can stop and start, in this process, on a fixed port. */
-export async function startStoppableDatabase(): Promise<StoppableDatabase> {
-  const dataDir = await newDataDir('tandem-pg-')
+export async function startStoppableDatabase(prefix = 'tandem-pg-'): Promise<StoppableDatabase> {
+  const dataDir = await newDataDir(prefix)
   const port = await freePort()
   let server: EmbeddedServer = await startEmbeddedPostgres(dataDir, quietLog, port)
   return {
     url: server.url,
+    dataDir,
+    get pid() {
+      return server.pid
+    },
     stop: () => server.stop(),
     async start() {
       server = await startEmbeddedPostgres(dataDir, quietLog, port)

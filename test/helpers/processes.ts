@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -136,4 +137,16 @@ export async function waitHealthy(url: string, watched: Launched[], timeoutMs = 
   throw new Error(
     `${url}/health did not answer within ${timeoutMs / 1000} s:\n${watched.map((launched) => launched.output()).join('\n')}`
   )
+}
+
+/** Resolves true once a new TCP connection to the port is refused: nobody accepts on it any more. */
+export function isRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
+  })
 }
