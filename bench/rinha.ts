@@ -107,7 +107,7 @@ function describeCode(): string {
 function reportProgress(p: Progress) {
   if (Math.floor(p.elapsedMs / 1000) % progressEveryS !== 0) return
   console.log(
-    `  ${(p.loadElapsedMs / 1000).toFixed(0).padStart(4)} s  ${p.perS} req/s  p99 ${p.p99Ms.toFixed(1)} ms  errors ${p.errors}  in flight ${p.inFlight}`
+    `  ${p.loadElapsedMs === undefined ? 'validation' : `${(p.loadElapsedMs / 1000).toFixed(0).padStart(4)} s`}  ${p.perS} req/s  p99 ${p.p99Ms.toFixed(1)} ms  errors ${p.errors}  in flight ${p.inFlight}`
   )
 }
 

@@ -144,7 +144,7 @@ function progressWriter(stream: NodeJS.WriteStream) {
   let lastPlainS = -Infinity
   const write = (p: Progress) => {
     const phase =
-      p.loadElapsedMs === 0 && p.sent === 0 ? 'starting' : `${fmt(p.loadElapsedMs / 1000)}/${fmt(p.loadMs / 1000)} s`
+      p.loadElapsedMs === undefined ? 'validation' : `${fmt(p.loadElapsedMs / 1000)}/${fmt(p.loadMs / 1000)} s`
     const text = `${phase}  ${p.perS} req/s  p99 ${p.p99Ms.toFixed(1)} ms  errors ${p.errors}  in flight ${p.inFlight}`
     if (stream.isTTY) return stream.write(`\r\x1b[2K${text}`)
     if (p.elapsedMs / 1000 - lastPlainS < plainProgressEveryS) return

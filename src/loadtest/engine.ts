@@ -29,7 +29,8 @@ export interface Progress {
   elapsedMs: number
   /** The load's planned duration; validation and setup come before it. */
   loadMs: number
-  loadElapsedMs: number
+  /** Undefined before the load (validation, setup). */
+  loadElapsedMs: number | undefined
   /** Answers in the last full second. */
   perS: number
   p99Ms: number
@@ -70,7 +71,8 @@ interface Run {
   inFlight: number
   maxInFlight: number
   sent: number
-  loadStartMs: number
+  /** Undefined during validation and setup. */
+  loadStartMs: number | undefined
 }
 
 export async function runScenario(scenario: Scenario, options: EngineOptions): Promise<RunResult> {
@@ -84,7 +86,7 @@ export async function runScenario(scenario: Scenario, options: EngineOptions): P
     inFlight: 0,
     maxInFlight: 0,
     sent: 0,
-    loadStartMs: 0
+    loadStartMs: undefined
   }
   const random = seededRandom(options.seed)
   const phaseContext = context(run, random, (request) => oneShot(run, request))
@@ -92,7 +94,8 @@ export async function runScenario(scenario: Scenario, options: EngineOptions): P
   const validationRequests = run.sent
   if (run.scenario.setup && !options.signal.aborted) await run.scenario.setup(phaseContext)
   const loadMs = Math.max(0, ...options.streams.map((s) => durationMs(s.stages)))
-  run.loadStartMs = run.clock()
+  const loadStartMs = run.clock()
+  run.loadStartMs = loadStartMs
   const ticker = setInterval(() => options.onProgress?.(progress(run, loadMs)), 1000)
   try {
     if (options.connections) await closedModel(run, random, options.connections, loadMs)
@@ -101,7 +104,7 @@ export async function runScenario(scenario: Scenario, options: EngineOptions): P
   } finally {
     clearInterval(ticker)
   }
-  const loadElapsedMs = run.clock() - run.loadStartMs
+  const loadElapsedMs = run.clock() - loadStartMs
   const interrupted = options.signal.aborted
   if (!interrupted && run.scenario.finish) {
     for (const failure of await run.scenario.finish(phaseContext)) run.recorder.inconsistency(failure)
@@ -177,7 +180,7 @@ async function guarded(perform: () => Promise<Outcome>, group = 'scenario'): Pro
 /** Every arrival sent at its instant whatever the server does; latency counts from that instant. */
 async function openModel(run: Run, random: Context['random']) {
   const ctx = context(run, random, (request) => oneShot(run, request))
-  const loadStart = run.loadStartMs
+  const loadStart = run.loadStartMs ?? run.clock()
   await drive(
     run.options.streams,
     () => run.clock() - loadStart,
@@ -206,7 +209,8 @@ async function closedModel(run: Run, random: Context['random'], connections: num
     const client = new Client(run.options.target, { pipelining: 1, keepAliveTimeout: 60_000 })
     const ctx = context(run, random, (request) => send(run, client, request))
     try {
-      while (run.clock() - run.loadStartMs < loadMs && !run.options.signal.aborted) {
+      const loadStart = run.loadStartMs ?? run.clock()
+      while (run.clock() - loadStart < loadMs && !run.options.signal.aborted) {
         const stream = pick()
         const startedAt = begin(run)
         settle(run, startedAt, await guarded(() => run.scenario.request(stream, ctx), stream))
@@ -235,7 +239,7 @@ function progress(run: Run, loadMs: number): Progress {
   return {
     elapsedMs: run.clock(),
     loadMs,
-    loadElapsedMs: Math.max(0, run.clock() - run.loadStartMs),
+    loadElapsedMs: run.loadStartMs === undefined ? undefined : run.clock() - run.loadStartMs,
     perS: last ? last.ok + last.ko : 0,
     p99Ms: last ? last.latency.quantile(0.99) : 0,
     errors: ko + run.recorder.failureCount,
