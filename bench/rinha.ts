@@ -30,6 +30,8 @@ import { nginxBinary, pin, projectRoot, ServerSide, type TopologyName } from './
 
 const timeoutMs = 5000
 const progressEveryS = 10
+/** A signal this soon after the first is the same Ctrl-C delivered twice. */
+const repeatedSignalMs = 1000
 
 interface Options {
   rate: number
@@ -149,14 +151,18 @@ async function main() {
   const topology = options.target ? undefined : chooseTopology(options.topology)
   const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
   const abort = new AbortController()
-  // First signal: stop the load, report, tear down. A second: kill everything now and leave.
+  // First signal: stop the load, report, tear down. Another one a second later: kill everything
+  // now and leave. (A Ctrl-C arrives twice at once under tsx: from the terminal and relayed by tsx.)
+  let interruptedAt = 0
   const interrupt = (signal: NodeJS.Signals) => {
     if (!abort.signal.aborted) {
+      interruptedAt = Date.now()
       console.error(
         `\n${signal}: stopping the load; the servers are torn down after the report (again to kill them now)`
       )
       return abort.abort()
     }
+    if (Date.now() - interruptedAt < repeatedSignalMs) return
     servers?.killNow()
     process.exit(130)
   }

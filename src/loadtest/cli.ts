@@ -19,6 +19,8 @@ const defaultSlaMs = 250
 /** A --find-max step at time scale 1; at least a few seconds whatever the scale. */
 const findMaxStepS = 30
 const plainProgressEveryS = 5
+/** A second Ctrl-C later than this exits at once, without waiting for answers. */
+const repeatedSignalMs = 1000
 
 const flags = {
   target: { type: 'string', default: 'http://127.0.0.1:9999' },
@@ -203,8 +205,14 @@ export async function loadtest(argv: string[]): Promise<number> {
   }
   const startedAt = new Date()
   const abort = new AbortController()
+  let interruptedAt = 0
   const interrupt = () => {
-    if (abort.signal.aborted) process.exit(exitCodes.interrupted) // a second Ctrl-C: no waiting at all
+    if (abort.signal.aborted) {
+      // Under tsx (npm run loadtest) one Ctrl-C arrives twice: from the terminal and relayed by tsx.
+      if (Date.now() - interruptedAt > repeatedSignalMs) process.exit(exitCodes.interrupted)
+      return
+    }
+    interruptedAt = Date.now()
     process.stderr.write('\ninterrupted: no new requests; waiting briefly for the answers in flight...\n')
     abort.abort()
   }
