@@ -14,8 +14,16 @@ export function loggerOptions(config: Pick<Config, 'production' | 'logLevel'>): 
   return options
 }
 
+/**
+ * Lines go to stdout asynchronously: a line written while the last write is still in flight joins the
+ * next one, instead of one blocking write() per line (an access line per request cost a fifth of a
+ * replica's CPU on the Rinha routes, stdout being a pipe to the container runtime). pino flushes
+ * what is left, synchronously, when the process exits.
+ */
 export function createLogger(config: Pick<Config, 'production' | 'logLevel'>, bindings: Record<string, unknown> = {}) {
-  return pino(loggerOptions(config)).child(bindings)
+  const options = loggerOptions(config)
+  if (options.transport) return pino(options).child(bindings)
+  return pino(options, pino.destination({ dest: 1, sync: false })).child(bindings)
 }
 
 export type Logger = ReturnType<typeof createLogger>
