@@ -8,6 +8,8 @@ import { applyTransaction, readStatement } from './queries.js'
 import { int4 } from '../../platform/validation.js'
 import { Balance, ClientParams, NewTransaction, Statement } from './schema.js'
 
+const json = 'application/json; charset=utf-8'
+
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
 const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
   const outcomes = new Counter({
@@ -63,11 +65,12 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
         response: { 200: Statement, 404: ErrorBody }
       }
     },
-    async (request) => {
+    async (request, reply) => {
       const id = int4(request.params.id)
       const statement = id && (await readStatement(sql, id))
       if (!statement) throw new NotFound('client')
-      return statement
+      // Already the JSON of `Statement`, built by PostgreSQL: a string with a JSON type is sent as it is.
+      return reply.type(json).send(statement as unknown as Statement)
     }
   )
 }
