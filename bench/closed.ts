@@ -7,7 +7,7 @@
  *   npm run bench:closed [-- --connections 16 --seconds 10 --rounds 3 --pool-max 10 --nginx]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '2' },
     'pool-max': { type: 'string' },
+    // tandem | tandem@<dist dir> (another build, e.g. a copy of dist/ from before a change) | baseline | unlogged
     targets: { type: 'string', default: 'tandem,baseline,unlogged' },
     nginx: { type: 'boolean', default: false },
     // Extra environment for the Tandem replica, NAME=value,NAME=value (e.g. LOG_LEVEL=warn).
@@ -137,6 +138,7 @@ async function freePort(): Promise<number> {
 interface Server {
   name: string
   url: string
+  pid: number
 }
 
 async function startPostgres(): Promise<string> {
@@ -152,39 +154,39 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
   const port = await freePort()
   const common = { PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl }
   const pool: Record<string, string> = poolMax === undefined ? {} : { DATABASE_POOL_MAX: poolMax }
-  const server =
-    name === 'tandem'
-      ? launch(
-          name,
-          [
-            process.execPath,
-            ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : []),
-            'dist/main.js',
-            'serve'
-          ],
-          {
-            // As deploy/compose.rinha.yaml runs a replica.
-            NODE_ENV: 'production',
-            NODE_OPTIONS: '--max-old-space-size=96',
-            ...(values.nginx && { TRUST_PROXY: '1' }),
-            ...pool,
-            ...common,
-            ...Object.fromEntries(
-              values['tandem-env']!.split(',')
-                .filter(Boolean)
-                .map((pair) => pair.split('='))
-            )
-          }
-        )
-      : launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
-          ...common,
+  const server = name.startsWith('tandem')
+    ? launch(
+        name,
+        [
+          process.execPath,
+          ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : []),
+          path.join(name.split('@')[1] ?? 'dist', 'main.js'),
+          'serve'
+        ],
+        {
+          // As deploy/compose.rinha.yaml runs a replica.
+          NODE_ENV: 'production',
+          NODE_OPTIONS: '--max-old-space-size=96',
+          ...(values.nginx && { TRUST_PROXY: '1' }),
           ...pool,
-          ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})
-        })
+          ...common,
+          ...Object.fromEntries(
+            values['tandem-env']!.split(',')
+              .filter(Boolean)
+              .map((pair) => pair.split('='))
+          )
+        }
+      )
+    : launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
+        ...common,
+        ...pool,
+        ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})
+      })
   const url = `http://127.0.0.1:${port}`
   await waitFor(`${name} to answer`, async () => ((await get(url)) === 200 ? true : undefined), [server])
-  if (!values.nginx) return { name, url }
-  return { name, url: await startNginx(name, port) }
+  const pid = server.child.pid!
+  if (!values.nginx) return { name, url, pid }
+  return { name, url: await startNginx(name, port), pid }
 }
 
 async function get(url: string) {
@@ -251,10 +253,37 @@ interface Measured {
   max: number
   statuses: Record<string, number>
   failures: number
+  /** CPU time per request, ms: of the server process and of every PostgreSQL process. */
+  serverCpuMs: number
+  postgresCpuMs: number
+}
+
+/** utime + stime of a process, in ms (0 once it is gone). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) || 0) + (Number(fields[12]) || 0)) * 10
+}
+
+/** The postmaster and its children (the backends, the WAL writer, the checkpointer…). */
+async function postgresCpuMs(): Promise<number> {
+  const postmaster = Number.parseInt(
+    await readFile(path.join(dir, 'data', 'pg', 'postmaster.pid'), 'utf8').catch(() => ''),
+    10
+  )
+  let sum = 0
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(entry) === postmaster || Number(fields[1]) === postmaster)
+      sum += ((Number(fields[11]) || 0) + (Number(fields[12]) || 0)) * 10
+  }
+  return sum
 }
 
 /** `connections` loops, back to back, for the warm-up (not counted) and then `seconds`. */
-async function load(url: string, route: Route): Promise<Measured> {
+async function load({ url, pid }: Server, route: Route): Promise<Measured> {
   const pool = new Pool(url, { connections, pipelining: 1 })
   const latencies: number[] = []
   const statuses: Record<string, number> = {}
@@ -263,6 +292,10 @@ async function load(url: string, route: Route): Promise<Measured> {
   const measureFrom = performance.now() + warmupSeconds * 1000
   const ends = measureFrom + seconds * 1000
   const headers = route.body ? { 'content-type': 'application/json' } : {}
+  let cpuAtStart: Promise<[number, number]> | undefined
+  const warm = setTimeout(() => {
+    cpuAtStart = Promise.all([cpuMs(pid), postgresCpuMs()])
+  }, warmupSeconds * 1000)
   const loop = async () => {
     while (performance.now() < ends) {
       const n = sequence++
@@ -286,6 +319,9 @@ async function load(url: string, route: Route): Promise<Measured> {
     }
   }
   await Promise.all(Array.from({ length: connections }, loop))
+  clearTimeout(warm)
+  const [serverEnd, postgresEnd] = [await cpuMs(pid), await postgresCpuMs()]
+  const [serverStart, postgresStart] = (await cpuAtStart) ?? [serverEnd, postgresEnd]
   await pool.close()
   latencies.sort((a, b) => a - b)
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
@@ -296,7 +332,9 @@ async function load(url: string, route: Route): Promise<Measured> {
     p99: at(0.99),
     max: latencies.at(-1) ?? NaN,
     statuses,
-    failures
+    failures,
+    serverCpuMs: (serverEnd - serverStart) / Math.max(1, latencies.length),
+    postgresCpuMs: (postgresEnd - postgresStart) / Math.max(1, latencies.length)
   }
 }
 
@@ -324,11 +362,11 @@ async function main() {
       // The order rotates each round, so no server always runs first (or right after another's load).
       for (let i = 0; i < servers.length; i++) {
         const server = servers[(i + round) % servers.length]
-        const measured = await load(server.url, route)
+        const measured = await load(server, route)
         runs.push({ round, route: route.name, server: server.name, ...measured })
         const odd = Object.keys(measured.statuses).filter((status) => status !== '200')
         console.log(
-          `round ${round + 1} ${route.name.padEnd(30)} ${server.name.padEnd(9)} ${measured.perSecond.toFixed(0).padStart(6)} req/s  p50 ${measured.p50.toFixed(2).padStart(6)}  p99 ${measured.p99.toFixed(2).padStart(7)} ms` +
+          `round ${round + 1} ${route.name.padEnd(30)} ${server.name.padEnd(9)} ${measured.perSecond.toFixed(0).padStart(6)} req/s  p50 ${measured.p50.toFixed(2).padStart(6)}  p99 ${measured.p99.toFixed(2).padStart(7)} ms  cpu/req ${measured.serverCpuMs.toFixed(3)} + pg ${measured.postgresCpuMs.toFixed(3)} ms` +
             (odd.length || measured.failures
               ? `  statuses ${JSON.stringify(measured.statuses)} failures ${measured.failures}`
               : '')
@@ -345,43 +383,42 @@ async function main() {
         {
           perSecond: median(of(name).map((run) => run.perSecond)),
           p50: median(of(name).map((run) => run.p50)),
-          p99: median(of(name).map((run) => run.p99))
+          p99: median(of(name).map((run) => run.p99)),
+          serverCpuMs: median(of(name).map((run) => run.serverCpuMs)),
+          postgresCpuMs: median(of(name).map((run) => run.postgresCpuMs))
         }
       ])
     )
-    // Ratios per round (same minutes), then their median.
-    const ratio = (other: string, key: 'perSecond' | 'p50' | 'p99') =>
-      names.includes('tandem') && names.includes(other)
-        ? median(of('tandem').map((run, i) => run[key] / of(other)[i][key]))
-        : undefined
-    return {
-      route: route.name,
-      servers: byServer,
-      tandemOverBaseline: {
-        perSecond: ratio('baseline', 'perSecond'),
-        p50: ratio('baseline', 'p50'),
-        p99: ratio('baseline', 'p99')
-      },
-      tandemOverUnlogged: {
-        perSecond: ratio('unlogged', 'perSecond'),
-        p50: ratio('unlogged', 'p50'),
-        p99: ratio('unlogged', 'p99')
-      }
-    }
+    // Each Tandem's ratio to each baseline per round (same minutes), then the median of those.
+    const ratio = (name: string, other: string, key: 'perSecond' | 'p50' | 'p99') =>
+      median(of(name).map((run, i) => run[key] / of(other)[i][key]))
+    const ratios = names
+      .filter((name) => name.startsWith('tandem'))
+      .flatMap((name) =>
+        ['baseline', 'unlogged']
+          .filter((other) => names.includes(other))
+          .map((other) => ({
+            of: `${name}/${other}`,
+            perSecond: ratio(name, other, 'perSecond'),
+            p50: ratio(name, other, 'p50'),
+            p99: ratio(name, other, 'p99')
+          }))
+      )
+    return { route: route.name, servers: byServer, ratios }
   })
-  console.log('\nmedians over the rounds (ratios: Tandem / baseline, per round, then the median)')
-  const cell = (value: number | undefined, digits = 2) => (value === undefined ? '—' : value.toFixed(digits))
+  console.log('\nmedians over the rounds; ratios per round, then their median')
+  const width = Math.max(...names.map((name) => name.length))
   for (const row of summary) {
     console.log(`\n${row.route}`)
     for (const name of names) {
-      const { perSecond, p50, p99 } = row.servers[name]
+      const { perSecond, p50, p99, serverCpuMs, postgresCpuMs } = row.servers[name]
       console.log(
-        `  ${name.padEnd(9)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2)} ms  p99 ${p99.toFixed(2)} ms`
+        `  ${name.padEnd(width)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2)} ms  p99 ${p99.toFixed(2)} ms  CPU per request: server ${serverCpuMs.toFixed(3)} ms, PostgreSQL ${postgresCpuMs.toFixed(3)} ms`
       )
     }
-    const { tandemOverBaseline: b, tandemOverUnlogged: u } = row
-    console.log(`  tandem/baseline req/s ${cell(b.perSecond)}  p50 ${cell(b.p50)}  p99 ${cell(b.p99)}`)
-    console.log(`  tandem/unlogged req/s ${cell(u.perSecond)}  p50 ${cell(u.p50)}  p99 ${cell(u.p99)}`)
+    for (const r of row.ratios) {
+      console.log(`  ${r.of}: req/s ${r.perSecond.toFixed(2)}  p50 ${r.p50.toFixed(2)}  p99 ${r.p99.toFixed(2)}`)
+    }
   }
 
   const date = new Date().toISOString().replaceAll(':', '-').slice(0, 19)
