@@ -225,7 +225,7 @@ describe('tandem loadtest', () => {
       assert.equal(drawn.charts, 4)
       assert.equal(drawn.painted.length, 4)
       for (const inked of drawn.painted) assert.ok(inked > 100, `a canvas is blank: ${drawn.painted.join(', ')}`)
-      assert.equal(drawn.rows, 1 + 4, 'a header and a row per group')
+      assert.equal(drawn.rows, 1 + 4 + 1, 'a header, a row per group and the total')
     } finally {
       await browser.close()
     }
