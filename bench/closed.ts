@@ -24,7 +24,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '2' },
     'pool-max': { type: 'string' },
-    // tandem | tandem@<dist dir> (another build, e.g. a copy of dist/ from before a change) | baseline | unlogged
+    // tandem[@<dist dir>][:NAME=value;NAME=value] (another build, e.g. a copy of dist/ from before a change,
+    // and environment of its own) | baseline | unlogged
     targets: { type: 'string', default: 'tandem,baseline,unlogged' },
     nginx: { type: 'boolean', default: false },
     // Extra environment for the Tandem replica, NAME=value,NAME=value (e.g. LOG_LEVEL=warn).
@@ -160,7 +161,7 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
         [
           process.execPath,
           ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : []),
-          path.join(name.split('@')[1] ?? 'dist', 'main.js'),
+          path.join(name.split(':')[0].split('@')[1] ?? 'dist', 'main.js'),
           'serve'
         ],
         {
@@ -171,7 +172,7 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
           ...pool,
           ...common,
           ...Object.fromEntries(
-            values['tandem-env']!.split(',')
+            [...values['tandem-env']!.split(','), ...(name.split(':')[1]?.split(';') ?? [])]
               .filter(Boolean)
               .map((pair) => pair.split('='))
           )
