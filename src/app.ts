@@ -10,7 +10,8 @@ import { oldestQueryWaitMs, type Sql } from './db/pool.js'
 import type { Redis } from './db/redis.js'
 import { accountsRoutes } from './modules/accounts/routes.js'
 import { attendanceRoutes } from './modules/attendance/routes.js'
-import { sessionsPlugin } from './modules/accounts/sessions.js'
+import { sessionStore } from './modules/accounts/sessions.js'
+import { authPlugin } from './platform/auth.js'
 import { counterRoutes } from './modules/counter/routes.js'
 import { crebitosRoutes } from './modules/crebitos/routes.js'
 import { incrementsRoutes } from './modules/increments/routes.js'
@@ -100,7 +101,7 @@ export async function buildApp({
   await app.register(errorsPlugin, { exposeErrors: config.exposeErrors })
   await app.register(metricsPlugin, { sql, config })
   await app.register(overloadPlugin, { config, databaseWaitMs: () => oldestQueryWaitMs(sql) })
-  await app.register(sessionsPlugin, { sql, config })
+  await app.register(authPlugin, { sessions: sessionStore(sql, config), config })
   await app.register(securityPlugin)
   await app.register(docsPlugin)
   await app.register(healthRoutes, {

@@ -49,5 +49,5 @@ export const securityPlugin = fp(
       done(null, payload)
     })
   },
-  { name: 'security', dependencies: ['sessions'] }
+  { name: 'security', dependencies: ['auth'] }
 )

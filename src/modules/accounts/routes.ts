@@ -31,7 +31,7 @@ import {
   RotatedSession,
   User
 } from './schema.js'
-import { sessionCookie } from './sessions.js'
+import { sessionCookie } from '../../platform/auth.js'
 
 export interface AccountsOptions {
   sql: Sql
@@ -288,6 +288,6 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
  */
 export const accountsRoutes = fp(routes, {
   name: 'accounts',
-  dependencies: ['errors', 'docs', 'metrics', 'sessions', 'rate-limit', 'idempotency'],
+  dependencies: ['errors', 'docs', 'metrics', 'auth', 'rate-limit', 'idempotency'],
   encapsulate: true
 })

@@ -462,6 +462,6 @@ const routes: FastifyPluginAsyncTypebox<AttendanceOptions> = async (app, { sql, 
  */
 export const attendanceRoutes = fp(routes, {
   name: 'attendance',
-  dependencies: ['errors', 'docs', 'metrics', 'sessions', 'rate-limit', 'idempotency'],
+  dependencies: ['errors', 'docs', 'metrics', 'auth', 'rate-limit', 'idempotency'],
   encapsulate: true
 })

@@ -137,6 +137,6 @@ const routes: FastifyPluginAsyncTypebox<IncrementsOptions> = async (app, { sql, 
  */
 export const incrementsRoutes = fp(routes, {
   name: 'increments',
-  dependencies: ['errors', 'docs', 'metrics', 'sessions', 'idempotency'],
+  dependencies: ['errors', 'docs', 'metrics', 'auth', 'idempotency'],
   encapsulate: true
 })
