@@ -23,9 +23,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../platform/logger.js'
 import { freePort, isAlive, isZombie } from '../platform/processes.js'
 
-// Test files import freePort from here still; its home is platform/processes.ts.
-export { freePort }
-
 interface Binaries {
   postgres: string
   initdb: string
