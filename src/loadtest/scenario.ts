@@ -13,6 +13,14 @@ export type Stage =
   /** `constantUsersPerSec(rate).during(durationS)` */
   | { kind: 'constant'; rate: number; durationS: number }
 
+/** The usual shape: a linear ramp from `from` to `rate` over `rampS`, then `rate` held for `holdS`. */
+export function rampThenHold(rate: number, rampS: number, holdS: number, from = 0): Stage[] {
+  return [
+    { kind: 'ramp', from, to: rate, durationS: rampS },
+    { kind: 'constant', rate, durationS: holdS }
+  ]
+}
+
 /**
  * Arrivals of one kind of request: each arrival is one virtual user sending one request. The engine
  * multiplies every rate by `--rate-scale` and every duration by `--time-scale`.

@@ -1,4 +1,12 @@
-import type { ConsistencyFailure, Context, Outcome, Reply, Scenario, ScenarioRun } from '../scenario.js'
+import {
+  type ConsistencyFailure,
+  type Context,
+  type Outcome,
+  type Reply,
+  type Scenario,
+  type ScenarioRun,
+  rampThenHold
+} from '../scenario.js'
 import { signUp } from './increments.js'
 
 /** The original app's Locust test: 40 classes of 50 students. */
@@ -313,10 +321,7 @@ async function finalChecks(ctx: Context, rooms: Classroom[]): Promise<Consistenc
 }
 
 /** The classroom's shape at scale 1: 2000 sign-ins within a minute, 40/s after a 20 s ramp. */
-const burst = [
-  { kind: 'ramp' as const, from: 0, to: 40, durationS: 20 },
-  { kind: 'constant' as const, rate: 40, durationS: 40 }
-]
+const burst = rampThenHold(40, 20, 40)
 
 export const attendance: Scenario = {
   name: 'attendance',

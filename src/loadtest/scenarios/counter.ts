@@ -1,4 +1,4 @@
-import type { Context, Outcome, Reply, Scenario, ScenarioRun } from '../scenario.js'
+import { type Context, type Outcome, type Reply, type Scenario, type ScenarioRun, rampThenHold } from '../scenario.js'
 
 interface Answer {
   instance: string
@@ -158,17 +158,11 @@ export const counter: Scenario = {
   streams: [
     {
       name: 'counter',
-      stages: [
-        { kind: 'ramp', from: 0, to: 900, durationS: 10 },
-        { kind: 'constant', rate: 900, durationS: 20 }
-      ]
+      stages: rampThenHold(900, 10, 20)
     },
     {
       name: 'counter-text',
-      stages: [
-        { kind: 'ramp', from: 0, to: 100, durationS: 10 },
-        { kind: 'constant', rate: 100, durationS: 20 }
-      ]
+      stages: rampThenHold(100, 10, 20)
     }
   ],
   start: run

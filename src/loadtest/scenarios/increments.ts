@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto'
-import type { ConsistencyFailure, Context, Reply, Scenario, ScenarioRun } from '../scenario.js'
+import {
+  type ConsistencyFailure,
+  type Context,
+  type Reply,
+  type Scenario,
+  type ScenarioRun,
+  rampThenHold
+} from '../scenario.js'
 
 const hotKeys = 4
 const coldKeys = 5000
@@ -211,17 +218,11 @@ export const increments: Scenario = {
   streams: [
     {
       name: 'hot',
-      stages: [
-        { kind: 'ramp', from: 0, to: 600, durationS: 10 },
-        { kind: 'constant', rate: 600, durationS: 20 }
-      ]
+      stages: rampThenHold(600, 10, 20)
     },
     {
       name: 'cold',
-      stages: [
-        { kind: 'ramp', from: 0, to: 300, durationS: 10 },
-        { kind: 'constant', rate: 300, durationS: 20 }
-      ]
+      stages: rampThenHold(300, 10, 20)
     }
   ],
   start: run

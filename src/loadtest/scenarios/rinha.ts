@@ -7,7 +7,16 @@
  * five clients' validation chains may still run (and then race the load on their balances); here
  * the load waits for the chains too, so a validation verdict never depends on that race.
  */
-import type { ConsistencyFailure, Context, HttpRequest, Outcome, Reply, Scenario, ScenarioRun } from '../scenario.js'
+import {
+  type ConsistencyFailure,
+  type Context,
+  type HttpRequest,
+  type Outcome,
+  type Reply,
+  type Scenario,
+  type ScenarioRun,
+  rampThenHold
+} from '../scenario.js'
 import { clientLimits, isBalance, Ledger, type Ticket } from './rinha-ledger.js'
 
 type Answer = Extract<Reply, { status: number }>
@@ -18,11 +27,6 @@ const userAgent = 'Agente do Caos - 2024/Q1'
 const concurrentValidations = 25
 const validationGroup = 'validações'
 const phaseS = 120
-
-const rampThenHold = (peak: number) => [
-  { kind: 'ramp' as const, from: 1, to: peak, durationS: phaseS },
-  { kind: 'constant' as const, rate: peak, durationS: phaseS }
-]
 
 function transaction(id: number, body: string): HttpRequest {
   return {
@@ -253,9 +257,9 @@ export const rinha: Scenario = {
     'consistency, at the end: each client saldo equals its balance before the load plus every acknowledged transaction'
   ],
   streams: [
-    { name: 'débitos', stages: rampThenHold(220) },
-    { name: 'créditos', stages: rampThenHold(110) },
-    { name: 'extratos', stages: rampThenHold(10) }
+    { name: 'débitos', stages: rampThenHold(220, phaseS, phaseS, 1) },
+    { name: 'créditos', stages: rampThenHold(110, phaseS, phaseS, 1) },
+    { name: 'extratos', stages: rampThenHold(10, phaseS, phaseS, 1) }
   ],
   start
 }
