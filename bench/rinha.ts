@@ -6,6 +6,9 @@
  *   --rate N            multiplies every arrival rate (1: debits 1→220/s, credits 1→110/s, statements 1→10/s)
  *   --duration-scale N  multiplies the 2-minute ramp and the 2-minute plateau (0.1: a 24 s smoke run)
  *   --topology NAME     nginx (default): nginx + 2 `serve` replicas + embedded PostgreSQL; cluster: `start` with 2 workers
+ *   --servers LIST      behind nginx, one run after another on a fresh database each, compared at the end:
+ *                       tandem (default), baseline (bench/baseline/server.mjs, node:http + postgres.js on the
+ *                       same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged
  *   --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
  *   --seed N            seed of the load's random choices
  *   --pool-max N        DATABASE_POOL_MAX of each API process (default 10)
@@ -26,7 +29,7 @@ import { figuresOf, summaryText, type Figures } from '../src/loadtest/report.js'
 import { rinha } from '../src/loadtest/scenarios/rinha.js'
 import { scaleStreams } from '../src/loadtest/schedule.js'
 import { sampleProcesses, serverText, summarizeServer, type ServerSummary } from './processes.js'
-import { nginxBinary, pin, projectRoot, ServerSide, type TopologyName } from './topology.js'
+import { apiNames, nginxBinary, pin, projectRoot, ServerSide, type ApiName, type TopologyName } from './topology.js'
 
 const timeoutMs = 5000
 const progressEveryS = 10
@@ -37,6 +40,7 @@ interface Options {
   rate: number
   durationScale: number
   topology: TopologyName
+  servers: ApiName[]
   target: string | undefined
   seed: number
   poolMax: number
@@ -49,6 +53,7 @@ function parseOptions(): Options {
       rate: { type: 'string', default: '1' },
       'duration-scale': { type: 'string', default: '1' },
       topology: { type: 'string', default: 'nginx' },
+      servers: { type: 'string', default: 'tandem' },
       target: { type: 'string' },
       seed: { type: 'string', default: '1' },
       'pool-max': { type: 'string', default: '10' },
@@ -57,10 +62,17 @@ function parseOptions(): Options {
   })
   if (values.topology !== 'nginx' && values.topology !== 'cluster')
     throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
+  const servers = values.servers.split(',').filter(Boolean)
+  const unknown = servers.find((name) => !apiNames.includes(name as ApiName))
+  if (unknown || servers.length === 0)
+    throw new Error(`--servers takes a list of ${apiNames.join(', ')}, not ${values.servers}`)
+  if (values.topology === 'cluster' && servers.some((name) => name !== 'tandem'))
+    throw new Error('--servers other than tandem run behind nginx: drop --topology cluster')
   return {
     rate: positive('--rate', values.rate),
     durationScale: positive('--duration-scale', values['duration-scale']),
     topology: values.topology,
+    servers: servers as ApiName[],
     target: values.target?.replace(/\/$/, ''),
     seed: Math.round(positive('--seed', values.seed)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
@@ -93,9 +105,9 @@ function chooseTopology(wanted: TopologyName): TopologyName {
   return 'cluster'
 }
 
-async function startServers(servers: ServerSide, topology: TopologyName) {
-  console.log(`starting the ${topology} topology...`)
-  if (topology === 'nginx') await servers.startNginx()
+async function startServers(servers: ServerSide, topology: TopologyName, api: ApiName) {
+  console.log(`starting the ${topology} topology (${api})...`)
+  if (topology === 'nginx') await servers.startNginx(api)
   else await servers.startCluster()
   console.log(`${servers.description} at ${servers.url}`)
 }
@@ -122,10 +134,10 @@ interface BenchReport {
   loadtest: Figures
 }
 
-async function writeResults(report: BenchReport): Promise<string> {
+async function writeResults(report: BenchReport, api: ApiName): Promise<string> {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
   await mkdir(dir, { recursive: true })
-  const base = path.join(dir, report.loadtest.startedAt.replace(/[:.]/g, '-'))
+  const base = path.join(dir, `${report.loadtest.startedAt.replace(/[:.]/g, '-')}-rinha-${api}`)
   await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
   await writeFile(`${base}.html`, await renderHtml(report.loadtest))
   return path.relative(process.cwd(), base)
@@ -144,34 +156,26 @@ function printReport(report: BenchReport, files: string) {
   console.log(`results       ${files}.json, ${files}.html`)
 }
 
-async function main() {
-  const options = parseOptions()
+interface Run {
+  api: ApiName
+  report: BenchReport
+}
+
+/** One rinha run against `api` on a topology of its own (or the --target), reported and torn down. */
+async function runOnce(
+  options: Options,
+  api: ApiName,
+  pinning: ReturnType<typeof pin>,
+  signal: AbortSignal,
+  life: Life
+) {
   const startedAt = new Date()
-  const pinning = pin()
   const topology = options.target ? undefined : chooseTopology(options.topology)
   const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
-  const abort = new AbortController()
-  // First signal: stop the load, report, tear down. Another one a second later: kill everything
-  // now and leave. (A Ctrl-C arrives twice at once under tsx: from the terminal and relayed by tsx.)
-  let interruptedAt = 0
-  const interrupt = (signal: NodeJS.Signals) => {
-    if (!abort.signal.aborted) {
-      interruptedAt = Date.now()
-      console.error(
-        `\n${signal}: stopping the load; the servers are torn down after the report (again to kill them now)`
-      )
-      return abort.abort()
-    }
-    if (Date.now() - interruptedAt < repeatedSignalMs) return
-    servers?.killNow()
-    process.exit(130)
-  }
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interrupt)
-  // Whatever way this process ends, nothing it started outlives it.
-  process.on('exit', () => servers?.killNow())
+  life.servers = servers
   try {
-    if (servers && topology) await startServers(servers, topology)
-    if (abort.signal.aborted) return
+    if (servers && topology) await startServers(servers, topology, api)
+    if (signal.aborted) return undefined
     const url = options.target ?? servers!.url
     const sampler = servers && sampleProcesses(() => servers.pids())
     console.log(`load: rinha, rate ×${options.rate}, time ×${options.durationScale} against ${url}`)
@@ -182,7 +186,7 @@ async function main() {
       timeoutMs,
       // The validation phase expects the seeded balances of a fresh database.
       validate: !options.target,
-      signal: abort.signal,
+      signal,
       onProgress: reportProgress
     })
     const casualties = servers?.casualties() ?? []
@@ -207,6 +211,7 @@ async function main() {
         startedAt,
         checks: rinha.checks,
         options: {
+          server: api,
           rateScale: options.rate,
           timeScale: options.durationScale,
           seed: options.seed,
@@ -216,12 +221,82 @@ async function main() {
         }
       })
     }
-    printReport(report, await writeResults(report))
+    printReport(report, await writeResults(report, api))
     if (!report.loadtest.passed || casualties.length > 0) process.exitCode = result.interrupted ? 130 : 1
+    return { api, report }
   } finally {
     console.log('tearing down...')
     await servers?.stop()
+    life.servers = undefined
   }
+}
+
+/** The runs side by side, each figure also as a ratio to the durable baseline's (and the UNLOGGED one's). */
+function printComparison(runs: Run[]) {
+  const baseline = runs.find((run) => run.api === 'baseline')
+  const unlogged = runs.find((run) => run.api === 'unlogged')
+  const figures = (run: Run) => {
+    const { requests, latencyMs } = run.report.loadtest
+    return {
+      requests: requests.total,
+      ko: requests.ko,
+      p50: latencyMs.p50,
+      p99: latencyMs.p99,
+      max: latencyMs.max,
+      rss: run.report.server?.peakTotalRssMb ?? Number.NaN
+    }
+  }
+  const ratio = (value: number, to: Run | undefined, key: 'p50' | 'p99' | 'max' | 'rss') =>
+    to ? `${(value / figures(to)[key]).toFixed(2)}×` : '-'
+  console.log('\ncomparison (same run, same harness; ratios: to baseline / to unlogged)')
+  console.log(
+    `  ${'server'.padEnd(10)}${['requests', 'KO', 'p50 ms', 'p99 ms', 'max ms', 'RSS MB'].map((h) => h.padStart(10)).join('')}    p50, p99, max, RSS ratios`
+  )
+  for (const run of runs) {
+    const f = figures(run)
+    const ratios = (['p50', 'p99', 'max', 'rss'] as const)
+      .map((key) => `${ratio(f[key], baseline, key)}/${ratio(f[key], unlogged, key)}`)
+      .join('  ')
+    console.log(
+      `  ${run.api.padEnd(10)}${[f.requests, f.ko, f.p50, f.p99, f.max, f.rss].map((v) => String(v).padStart(10)).join('')}    ${ratios}`
+    )
+  }
+}
+
+interface Life {
+  servers: ServerSide | undefined
+}
+
+async function main() {
+  const options = parseOptions()
+  const pinning = pin()
+  const life: Life = { servers: undefined }
+  const abort = new AbortController()
+  // First signal: stop the load, report, tear down. Another one a second later: kill everything
+  // now and leave. (A Ctrl-C arrives twice at once under tsx: from the terminal and relayed by tsx.)
+  let interruptedAt = 0
+  const interrupt = (signal: NodeJS.Signals) => {
+    if (!abort.signal.aborted) {
+      interruptedAt = Date.now()
+      console.error(
+        `\n${signal}: stopping the load; the servers are torn down after the report (again to kill them now)`
+      )
+      return abort.abort()
+    }
+    if (Date.now() - interruptedAt < repeatedSignalMs) return
+    life.servers?.killNow()
+    process.exit(130)
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interrupt)
+  // Whatever way this process ends, nothing it started outlives it.
+  process.on('exit', () => life.servers?.killNow())
+  const runs: Run[] = []
+  for (const api of options.target ? (['tandem'] as const) : options.servers) {
+    if (abort.signal.aborted) break
+    const run = await runOnce(options, api, pinning, abort.signal, life)
+    if (run) runs.push(run)
+  }
+  if (runs.length > 1) printComparison(runs)
 }
 
 main().catch((error: unknown) => {

@@ -6,8 +6,10 @@ import path from 'node:path'
 import { startNginx, type NginxProcess } from '../test/helpers/nginx.js'
 import { embeddedUrl, readPostmaster, removeDataDir } from '../test/helpers/postgres.js'
 import {
+  freePort,
   hasExited,
   isGone,
+  launch,
   signalGroup,
   stopLaunched,
   waitForLine,
@@ -20,6 +22,13 @@ export { nginxBinary } from '../test/helpers/nginx.js'
 export { projectRoot } from '../test/helpers/processes.js'
 
 export type TopologyName = 'nginx' | 'cluster'
+
+/**
+ * What answers behind nginx: Tandem's `serve`, or bench/baseline/server.mjs (node:http + postgres.js,
+ * the same SQL) on Tandem's durable tables (`baseline`) or on UNLOGGED copies of them (`unlogged`).
+ */
+export type ApiName = 'tandem' | 'baseline' | 'unlogged'
+export const apiNames: readonly ApiName[] = ['tandem', 'baseline', 'unlogged']
 
 const startTimeoutMs = 120_000
 /** The tail of a process's output kept for the report: a long run must not hold all of it. */
@@ -59,8 +68,8 @@ export class ServerSide {
     private readonly appEnv: Record<string, string> = {}
   ) {}
 
-  /** nginx (1 worker, deploy/nginx/nginx.conf) in front of two `serve` replicas sharing one embedded PostgreSQL. */
-  async startNginx() {
+  /** nginx (1 worker, deploy/nginx/nginx.conf) in front of two replicas of `api` sharing one embedded PostgreSQL. */
+  async startNginx(api: ApiName = 'tandem') {
     this.dataDir = await this.tempDir('tandem-bench-data-')
     this.assertRunning('postgres')
     const database = this.track(
@@ -73,7 +82,13 @@ export class ServerSide {
     )
     this.databaseUrl = await waitForLine(database, /^DATABASE_URL=(\S+)$/m, startTimeoutMs)
     this.postmasterPid = (await readPostmaster(this.dataDir)).pid
-    const replicas = await Promise.all([1, 2].map(() => this.startApi('serve', { DATABASE_URL: this.databaseUrl })))
+    const replicas = await Promise.all(
+      [1, 2].map((n) =>
+        api === 'tandem'
+          ? this.startApi('serve', { DATABASE_URL: this.databaseUrl })
+          : this.startBaseline(`${api}-${n}`, api === 'unlogged')
+      )
+    )
     this.assertRunning('nginx')
     this.nginx = await startNginx(
       replicas.map((port) => `127.0.0.1:${port}`),
@@ -82,7 +97,8 @@ export class ServerSide {
     this.track(this.nginx, () => this.nginx!.stop())
     this.url = this.nginx.url
     await this.waitHealthy()
-    this.description = `nginx (deploy/nginx/nginx.conf, 1 worker) → 2 × serve (DATABASE_POOL_MAX=${this.poolMax}) → embedded PostgreSQL`
+    const replica = api === 'tandem' ? 'serve' : `bench/baseline/server.mjs${api === 'unlogged' ? ' UNLOGGED=1' : ''}`
+    this.description = `nginx (deploy/nginx/nginx.conf, 1 worker) → 2 × ${replica} (DATABASE_POOL_MAX=${this.poolMax}) → embedded PostgreSQL`
   }
 
   /** `start`: node:cluster primary with 2 workers and its embedded PostgreSQL. */
@@ -182,6 +198,27 @@ export class ServerSide {
     if (command === 'start') this.url = server.url
     await waitHealthy(server.url, this.launched(), startTimeoutMs)
     return server.port
+  }
+
+  /** One replica of the minimal node:http + postgres.js server; resolves with its port once it answers. */
+  private async startBaseline(name: string, unlogged: boolean): Promise<number> {
+    this.assertRunning(name)
+    const port = await freePort()
+    const server = this.track(
+      launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
+        env: {
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          DATABASE_URL: this.databaseUrl,
+          DATABASE_POOL_MAX: String(this.poolMax),
+          ...(unlogged && { UNLOGGED: '1' })
+        },
+        cpus: this.cpus,
+        keepChars
+      })
+    )
+    await waitHealthy(`http://127.0.0.1:${port}`, [server], startTimeoutMs)
+    return port
   }
 
   /** Stopped in the teardown: SIGTERM to its group, SIGKILL if it lingers. */

@@ -2,7 +2,8 @@
 // The comparison point for Tandem's crebitos routes: node:http + postgres.js and nothing else, the
 // shape of the fastest public Node.js Rinha 2024/Q1 entries. Same contract and SQL as Tandem
 // (src/modules/crebitos); PORT and DATABASE_URL as a replica takes them. UNLOGGED=1 runs on its own
-// schema whose tables are created UNLOGGED from Tandem's migration, as those entries run.
+// schema whose tables are created UNLOGGED from Tandem's migration, as those entries run. GET /health
+// answers 200, for the harness's readiness wait (bench/topology.ts).
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import postgres from 'postgres'
@@ -17,10 +18,13 @@ const sql = postgres(env.DATABASE_URL, {
 })
 
 if (unlogged) {
+  // Made once per database: replicas starting together wait on the lock, and the later ones find it made.
   const migration = new URL('../../src/modules/crebitos/migrations/001_crebitos.sql', import.meta.url)
   const ddl = readFileSync(migration, 'utf8').replaceAll('create table', 'create unlogged table')
   await sql.begin(async (tx) => {
-    await tx`drop schema if exists rinha_unlogged cascade`
+    await tx`select pg_advisory_xact_lock(20240101)`
+    const [made] = await tx`select 1 from pg_namespace where nspname = 'rinha_unlogged'`
+    if (made) return
     await tx`create schema rinha_unlogged`
     await tx.unsafe(ddl)
   })
@@ -85,7 +89,7 @@ async function extrato(id) {
 const route = /^\/clientes\/([1-9][0-9]{0,8})\/(transacoes|extrato)$/
 createServer((req, res) => {
   const match = route.exec(req.url)
-  if (!match) return json(res, 404)
+  if (!match) return req.url === '/health' ? json(res, 200, { status: 'ok' }) : json(res, 404)
   const id = Number(match[1])
   const chunks = []
   req.on('data', (chunk) => chunks.push(chunk))
