@@ -11,7 +11,7 @@
  *                       same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged
  *   --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
  *   --seed N            seed of the load's random choices
- *   --pool-max N        DATABASE_POOL_MAX of each API process (default 10)
+ *   --pool-max N        DATABASE_POOL_MAX of each API process (default 4, as deploy/compose.rinha.yaml)
  *   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
  *
  * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there. Ctrl-C stops the load,
@@ -56,7 +56,7 @@ function parseOptions(): Options {
       servers: { type: 'string', default: 'tandem' },
       target: { type: 'string' },
       seed: { type: 'string', default: '1' },
-      'pool-max': { type: 'string', default: '10' },
+      'pool-max': { type: 'string', default: '4' },
       'server-env': { type: 'string', default: '' }
     }
   })

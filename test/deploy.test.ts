@@ -347,9 +347,13 @@ describe('deploy/compose.rinha.yaml', async () => {
         NODE_OPTIONS: options,
         PASSWORD_HASH_CONCURRENCY: ___,
         DATABASE_PASSWORD: password,
+        DATABASE_POOL_MAX: pool,
         ...rest
       } = api.environment!
-      assert.deepEqual(rest, shared)
+      const { DATABASE_POOL_MAX: sharedPool, ...sharedRest } = shared
+      assert.deepEqual(rest, sharedRest)
+      // A smaller pool on the Rinha's small PostgreSQL; never a larger one.
+      assert.ok(Number(pool) >= 1 && Number(pool) <= Number(sharedPool), `DATABASE_POOL_MAX ${pool}`)
       assertApiEnvironment(api.environment!)
       assert.equal(password, services.db.environment!.POSTGRES_PASSWORD)
       const heap = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1])
