@@ -131,7 +131,14 @@ export async function postgresOutage(log: (line: string) => void): Promise<Scena
     if (late.length > 0) {
       const latest = Math.max(...late.map(({ outcome }) => outcome.startedAt)) - phase.back
       result.problems.push(
-        `${phase.what}: requests sent ${statementTimeoutMs}–${latest} ms after the database was back were still refused: ${statusCounts(late)}`
+        `${phase.what}: requests sent ${statementTimeoutMs}–${latest} ms after the database was back were still refused: ${statusCounts(late)}; ` +
+          late
+            .slice(0, 3)
+            .map(
+              ({ op, target, outcome }) =>
+                `${op} on ${target} at +${outcome.startedAt - phase.back} ms: ${outcome.ok ? `${outcome.status} ${outcome.text.slice(0, 120)}` : outcome.error}`
+            )
+            .join('; ')
       )
     }
     if (process.env.FAULTS_VERBOSE) {

@@ -9,7 +9,8 @@
  *
  * Each prints one summary line (faults injected, requests sent, acknowledged writes checked, retries,
  * duplicates applied, writes lost, the slowest answer during the fault); the last line is
- * `faults: N passed, M failed` (scenarios), and the exit code is 1 when any failed.
+ * `faults: N passed, M failed` (scenarios), and the exit code is 1 when any failed. A scenario that
+ * failed only on timing (nothing lost, nothing applied twice) runs once more, and its second run counts.
  *
  *   FAULTS_ONLY=name,name   run only these scenarios
  *   FAULTS_DEADLINE_MS      the whole run, after the build (default 240000)
@@ -98,25 +99,38 @@ async function provideAdminUrl() {
   }
 }
 
+/** One run of a scenario on its own processes, torn down after it, its problems and summary printed. */
+async function attempt(scenario: (typeof scenarios)[number]): Promise<ScenarioResult> {
+  log(`faults: ${scenario.name} (${elapsed()})`)
+  let result: ScenarioResult
+  try {
+    result = await scenario.run(log)
+  } catch (error) {
+    result = {
+      ...emptyResult(scenario.name),
+      problems: [`the scenario itself failed: ${(error as Error).stack ?? String(error)}`]
+    }
+  } finally {
+    await cleanUp(log)
+  }
+  for (const problem of result.problems) log(`  ✗ ${problem}`)
+  log(summaryLine(result))
+  return result
+}
+
 async function main() {
   await provideAdminUrl()
   for (const scenario of scenarios) {
     if (only.length > 0 && !only.includes(scenario.name)) continue
-    log(`faults: ${scenario.name} (${elapsed()})`)
-    let result: ScenarioResult
-    try {
-      result = await scenario.run(log)
-    } catch (error) {
-      result = {
-        ...emptyResult(scenario.name),
-        problems: [`the scenario itself failed: ${(error as Error).stack ?? String(error)}`]
-      }
-    } finally {
-      await cleanUp(log)
+    let result = await attempt(scenario)
+    // A timing problem (a bound missed on a machine whose two cores run the load, both replicas and
+    // PostgreSQL) earns the scenario one more run on fresh processes, both runs printed. A write lost
+    // or applied twice never does: that is the property under test, whatever the timing.
+    if (failed(result) && result.lost === 0 && result.duplicates === 0) {
+      log(`faults: ${scenario.name} missed a timing bound, nothing lost or duplicated: running it once more`)
+      result = await attempt(scenario)
     }
     results.push(result)
-    for (const problem of result.problems) log(`  ✗ ${problem}`)
-    log(summaryLine(result))
   }
   await stopAdmin()
   log(`faults: finished in ${elapsed()}`)
