@@ -4,8 +4,10 @@
  * *.test.ts with node's test runner. Each test file makes databases of its own.
  *
  *   npm test -- crebitos     only the files whose path contains `crebitos`
- *   COVERAGE=1 npm test      also prints line, branch and function coverage of the code run in the
- *                            test processes (in-process apps; not the spawned replicas)
+ *   COVERAGE=1 npm test      also prints the statement, branch, function and line coverage of src/
+ *                            (c8, .c8rc.json): the test processes' in-process apps and every spawned
+ *                            replica (dist/, mapped back to src/ by its source maps), per file in
+ *                            coverage/ (text and lcov) and summed on the console
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
@@ -51,14 +53,11 @@ async function main() {
     adminUrl = embedded.url
   }
   const files = testFiles()
-  const flags = [
-    '--import',
-    'tsx',
-    '--test',
-    '--test-reporter=spec',
-    ...(coverage ? ['--experimental-test-coverage'] : [])
-  ]
-  const child = spawn(process.execPath, [...flags, ...files], {
+  const node = [process.execPath, '--import', 'tsx', '--test', '--test-reporter=spec', ...files]
+  // Node 20's own --experimental-test-coverage fails on tsx's source maps; c8 collects V8's coverage
+  // of every node process below it (NODE_V8_COVERAGE), replicas included, and reports it at the end.
+  const command = coverage ? [process.execPath, path.join(projectRoot, 'node_modules/c8/bin/c8.js'), ...node] : node
+  const child = spawn(command[0], command.slice(1), {
     stdio: 'inherit',
     // dist/ is fresh now: an edit made while the suite runs must not fail the files after it.
     env: { ...process.env, TANDEM_TEST_ADMIN_URL: adminUrl, DATABASE_URL: '', [freshBuildVariable]: '1' }
