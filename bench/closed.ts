@@ -6,16 +6,19 @@
  * turn from CPU 0, the order rotating every round, so every ratio comes from the same minutes.
  *   npm run bench:closed [-- --connections 16 --seconds 10 --rounds 3 --pool-max 10 --nginx]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
 import { freePort } from '../src/platform/processes.js'
+import { startNginx } from '../test/helpers/nginx.js'
+import { removeDataDir } from '../test/helpers/postgres.js'
+import { launch, stopLaunched, waitForLine, waitHealthy, type Launched } from '../test/helpers/processes.js'
+import { launchMain } from '../test/helpers/servers.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { values } = parseArgs({
@@ -39,74 +42,33 @@ const connections = Number(values.connections)
 const seconds = Number(values.seconds)
 const rounds = Number(values.rounds)
 const warmupSeconds = Number(values.warmup)
-const serverCpu = ['taskset', '-c', '1']
+const serverCpus = '1'
+const keepChars = 16_384
+const startTimeoutMs = 120_000
 
-interface Started {
-  name: string
-  child: ChildProcess
-  output: () => string
-}
-const started: Started[] = []
+/** Everything started, stopped in reverse by `cleanUp`. */
+const stops: Array<() => Promise<unknown>> = []
 const dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-closed-'))
 // Started by root, PostgreSQL runs as the `postgres` user, which must reach its data directory.
 await chmod(dir, 0o755)
+const dataDir = path.join(dir, 'data')
 
-/** Spawned in its own process group on CPU 1; stopped with the group by `cleanUp`. */
-function launch(name: string, args: string[], env: Record<string, string>): Started {
-  const child = spawn(serverCpu[0], [...serverCpu.slice(1), ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let text = ''
-  const keep = (chunk: Buffer) => {
-    text = (text + chunk.toString()).slice(-16_384)
-  }
-  child.stdout!.on('data', keep)
-  child.stderr!.on('data', keep)
-  const entry = { name, child, output: () => text }
-  started.push(entry)
-  return entry
-}
-
-const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
-
-async function stop({ child }: Started) {
-  if (!running(child) || child.pid === undefined) return
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  process.kill(-child.pid, 'SIGTERM')
-  if (await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)])) return
-  if (running(child)) process.kill(-child.pid, 'SIGKILL')
+/** On CPU 1 in a process group of its own (the test harness's launch), stopped with the group by `cleanUp`. */
+function start(name: string, command: string[], env: Record<string, string>): Launched {
+  const launched = launch(name, command, { env, cpus: serverCpus, keepChars })
+  stops.push(() => stopLaunched(launched))
+  return launched
 }
 
 let cleaning: Promise<void> | undefined
 /** Everything started, in reverse; then the postmaster if its supervisor left it behind, then the files. */
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
-    for (const entry of [...started].reverse()) await stop(entry).catch(() => {})
-    const postmaster = await readFile(path.join(dir, 'data', 'pg', 'postmaster.pid'), 'utf8').catch(() => '')
-    const pid = Number.parseInt(postmaster, 10)
-    if (pid > 0) {
-      try {
-        process.kill(pid, 'SIGINT')
-        for (let i = 0; i < 200 && isAlive(pid); i++) await sleep(50)
-      } catch {
-        // already gone
-      }
-    }
+    for (const stop of stops.reverse()) await stop().catch(() => {})
+    await removeDataDir(dataDir)
     await rm(dir, { recursive: true, force: true })
   })()
   return cleaning
-}
-
-function isAlive(pid: number) {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -116,16 +78,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, processes: Started[], ms = 120_000) {
-  for (const deadline = performance.now() + ms; performance.now() < deadline; await sleep(100)) {
-    const dead = processes.find(({ child }) => !running(child))
-    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${dead.output().slice(-3000)}`)
-    const value = await probe().catch(() => undefined)
-    if (value !== undefined) return value
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
-
 interface Server {
   name: string
   url: string
@@ -133,12 +85,14 @@ interface Server {
 }
 
 async function startPostgres(): Promise<string> {
-  const database = launch('postgres', [process.execPath, 'dist/main.js', 'postgres'], {
-    NODE_ENV: 'production',
-    DATA_DIR: path.join(dir, 'data'),
-    LOG_LEVEL: 'warn'
-  })
-  return waitFor('DATABASE_URL', async () => /^DATABASE_URL=(\S+)$/m.exec(database.output())?.[1], [database])
+  const database = launchMain(
+    'postgres',
+    ['postgres'],
+    { NODE_ENV: 'production', DATA_DIR: dataDir },
+    { cpus: serverCpus, keepChars }
+  )
+  stops.push(() => stopLaunched(database))
+  return waitForLine(database, /^DATABASE_URL=(\S+)$/m, startTimeoutMs)
 }
 
 async function startServer(name: string, databaseUrl: string, poolMax: string | undefined): Promise<Server> {
@@ -146,7 +100,7 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
   const common = { PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl }
   const pool: Record<string, string> = poolMax === undefined ? {} : { DATABASE_POOL_MAX: poolMax }
   const server = name.startsWith('tandem')
-    ? launch(
+    ? start(
         name,
         [
           process.execPath,
@@ -168,54 +122,19 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
           )
         }
       )
-    : launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
+    : start(name, [process.execPath, 'bench/baseline/server.mjs'], {
         ...common,
         ...pool,
         ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})
       })
   const url = `http://127.0.0.1:${port}`
-  await waitFor(`${name} to answer`, async () => ((await get(url)) === 200 ? true : undefined), [server])
+  await waitHealthy(url, [server], startTimeoutMs)
   const pid = server.child.pid!
   if (!values.nginx) return { name, url, pid }
-  return { name, url: await startNginx(name, port), pid }
-}
-
-async function get(url: string) {
-  const res = await fetch(`${url}/clientes/1/extrato`)
-  await res.arrayBuffer()
-  return res.status
-}
-
-/** deploy/nginx/nginx.conf with one worker, its upstream this server, its files in the run's directory. */
-async function startNginx(name: string, upstream: number): Promise<string> {
-  const port = await freePort()
-  const home = path.join(dir, `nginx-${name}`)
-  await mkdir(home, { recursive: true })
-  const shipped = await readFile(path.join(root, 'deploy/nginx/nginx.conf'), 'utf8')
-  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
-    .map((kind) => `${kind}_temp_path ${path.join(home, kind)};`)
-    .join('\n  ')
-  const conf = shipped
-    .replace(/server api:8080/, `server 127.0.0.1:${upstream}`)
-    .replace(/listen 9999;/, `listen 127.0.0.1:${port};`)
-    .replace(/worker_processes auto;/, `worker_processes 1;\npid ${home}/nginx.pid;\nuser root;`)
-    .replace(/access_log \/var\/log\/nginx\/access.log/, `access_log ${home}/access.log`)
-    .replace(/resolver [^;]*;\n\s*resolver_timeout [^;]*;/, '')
-    .replace(/include \/etc\/nginx\/tandem.d\/\*.conf;/, '')
-    .replace(/http \{/, `http {\n  ${temp}`)
-  await writeFile(path.join(home, 'nginx.conf'), conf)
-  const binary = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find(
-    (candidate) => spawnSync(candidate, ['-v']).status === 0
-  )
-  if (!binary) throw new Error('--nginx: nginx is not installed')
-  const nginx = launch(
-    `nginx-${name}`,
-    [binary, '-p', home, '-c', path.join(home, 'nginx.conf'), '-g', 'daemon off;'],
-    {}
-  )
-  const url = `http://127.0.0.1:${port}`
-  await waitFor(`nginx for ${name}`, async () => ((await get(url)) === 200 ? true : undefined), [nginx])
-  return url
+  // deploy/nginx/nginx.conf with one worker, its upstream this server (the test harness's nginx).
+  const nginx = await startNginx([`127.0.0.1:${port}`], { workers: 1, cpus: serverCpus })
+  stops.push(() => nginx.stop())
+  return { name, url: nginx.url, pid }
 }
 
 interface Route {
@@ -259,7 +178,7 @@ async function cpuMs(pid: number): Promise<number> {
 /** The postmaster and its children (the backends, the WAL writer, the checkpointer…). */
 async function postgresCpuMs(): Promise<number> {
   const postmaster = Number.parseInt(
-    await readFile(path.join(dir, 'data', 'pg', 'postmaster.pid'), 'utf8').catch(() => ''),
+    await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => ''),
     10
   )
   let sum = 0
