@@ -27,12 +27,24 @@ const logFlushEveryMs = 200
 export function createLogger(config: Pick<Config, 'production' | 'logLevel'>, bindings: Record<string, unknown> = {}) {
   const options = loggerOptions(config)
   if (options.transport) return pino(options).child(bindings)
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: logBufferBytes })
+  return pino(options, bufferedStdout()).child(bindings)
+}
+
+let stdout: ReturnType<typeof pino.destination> | undefined
+
+/**
+ * One buffer and one flush timer per process, whatever the number of loggers (every in-process app
+ * of a test makes one): separate buffers on the same fd would each hold back lines of their own.
+ */
+function bufferedStdout() {
+  if (stdout) return stdout
+  const destination = pino.destination({ dest: 1, sync: false, minLength: logBufferBytes })
   // Once the stream is closed (at exit) there is nothing left to flush, and flush() would throw.
   let open = true
-  stdout.once('close', () => (open = false))
-  setInterval(() => open && stdout.flush(), logFlushEveryMs).unref()
-  return pino(options, stdout).child(bindings)
+  destination.once('close', () => (open = false))
+  setInterval(() => open && destination.flush(), logFlushEveryMs).unref()
+  stdout = destination
+  return destination
 }
 
 export type Logger = ReturnType<typeof createLogger>
