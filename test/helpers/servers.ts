@@ -85,7 +85,7 @@ export async function startReplica(env: Record<string, string>): Promise<AppRepl
   }
 }
 
-const testConfig = (env: Record<string, string>) =>
+export const testConfig = (env: Record<string, string>) =>
   loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...testLimits, ...env })
 
 async function listen(app: FastifyInstance): Promise<string> {
