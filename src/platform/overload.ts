@@ -56,6 +56,13 @@ export const overloadPlugin = fp(
         delayMs = histogram.count === 0 ? Infinity : histogram.mean / 1e6 - 10
         histogram.reset()
       }, sampleIntervalMs).unref()
+      // What ran before the server listened (building and compiling the app) is start-up, not
+      // overload: a fresh replica must not shed its first requests for it.
+      app.addHook('onListen', (done) => {
+        histogram.reset()
+        delayMs = 0
+        done()
+      })
       app.addHook('onClose', async () => {
         clearInterval(timer)
         histogram.disable()
