@@ -159,8 +159,10 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
 
 describe('when the embedded cluster gets SIGTERM with requests in flight', () => {
   test('then accepted requests finish with 200, new connections are refused, it exits 0 with its database stopped, and the next start has the data', async () => {
-    // Arrange: 100 credits accepted and held in flight by a row lock the test keeps on client 3
-    // (pools big enough for all of them, however the supervisor spreads the connections, and lock and
+    // Arrange: 100 credits accepted and held in flight by row locks the test keeps on 100 clients of
+    // its own, one credit each (a replica sends one statement per client at a time and queues the
+    // client's others behind it: one client each puts all 100 inside PostgreSQL), with
+    // pools big enough for all of them, however the supervisor spreads the connections, and lock and
     // statement deadlines longer than the test holds the lock: on a slow machine the first requests
     // would otherwise give up, 503 after DATABASE_LOCK_TIMEOUT_MS, before the last ones arrive).
     const dataDir = await ownDataDir()
@@ -172,10 +174,12 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
     })
     const postmaster = await readPostmaster(dataDir)
     const sql = await connectDirectly(dataDir)
+    const heldClients = range(100).map((i) => 1000 + i)
+    await sql`insert into clientes (id, limite) select unnest(${heldClients}::int[]), 0`
     const blocker = await sql.reserve()
     await blocker`begin`
-    await blocker`select 1 from clientes where id = 3 for update`
-    const held = range(100).map((i) => credit(cluster.url, 3, i + 1, `held${i}`))
+    await blocker`select 1 from clientes where id = any(${heldClients}::int[]) for update`
+    const held = range(100).map((i) => credit(cluster.url, heldClients[i], i + 1, `held${i}`))
     await until(async () => {
       const [{ waiting }] = await sql<{ waiting: number }[]>`
         select count(*)::int as waiting from pg_stat_activity
@@ -221,10 +225,10 @@ describe('when the embedded cluster gets SIGTERM with requests in flight', () =>
     const next = await startCluster(dataDir)
     const check = await connectDirectly(dataDir)
     try {
-      const heldRows = await check`select descricao from transacoes where cliente_id = 3`
+      const heldRows = await check`select descricao from transacoes where cliente_id = any(${heldClients}::int[])`
       assert.equal(heldRows.length, 100)
-      const extrato = await request(next.url, 'GET', '/clientes/3/extrato')
-      assert.equal(extrato.body.saldo.total, 5050)
+      const extrato = await request(next.url, 'GET', `/clientes/${heldClients[99]}/extrato`)
+      assert.equal(extrato.body.saldo.total, 100)
       const racingRows = await check<{ descricao: string }[]>`select descricao from transacoes where cliente_id = 4`
       assert.deepEqual(
         racingRows.map((row) => row.descricao).sort(),

@@ -251,6 +251,85 @@ describe('client ids and the contract', () => {
   }
 })
 
+describe('a burst on one client', () => {
+  let second: { url: string; app: FastifyInstance }
+  before(async () => {
+    second = await startApp(db.sql, { BODY_LIMIT_BYTES: '4096' })
+  })
+  after(async () => {
+    await second.app.close()
+  })
+
+  test('60 transactions at once through two replicas: each answer is a step of one serial history, no overdraft, and they commit in fewer transactions than requests', async () => {
+    const limite = 500
+    const id = await createClient(limite)
+    const sent = Array.from({ length: 60 }, (_, n) => ({
+      valor: 20 + (n % 7) * 13,
+      tipo: n % 3 === 0 ? 'c' : 'd',
+      descricao: `burst ${n}`
+    }))
+
+    const answers = await Promise.all(
+      sent.map((body, n) => request(n % 2 ? second.url : base, 'POST', `/clientes/${id}/transacoes`, { json: body }))
+    )
+
+    for (const res of answers) assert.ok(res.status === 200 || res.status === 422, `${res.status} ${res.text}`)
+    const accepted = answers.filter((res) => res.status === 200)
+    assert.ok(accepted.length > 0 && accepted.length < sent.length, 'some debits fit, some do not')
+    const rows = await db.sql<{ valor: number; tipo: string; descricao: string; tx: string }[]>`
+      select valor, tipo, descricao, xmin::text as tx from transacoes where cliente_id = ${id} order by id`
+    assert.equal(rows.length, accepted.length, 'one stored row per acknowledged transaction')
+    let saldo = 0
+    const history: number[] = []
+    for (const row of rows) {
+      saldo += row.tipo === 'c' ? row.valor : -row.valor
+      assert.ok(saldo >= -limite, `the balance never goes below -limite (${saldo})`)
+      history.push(saldo)
+    }
+    assert.deepEqual(
+      accepted.map((res) => res.body.saldo as number).sort((x, y) => x - y),
+      [...history].sort((x, y) => x - y),
+      'every acknowledged balance is the balance right after its own row in the stored order'
+    )
+    const [{ total }] = await db.sql<{ total: number }[]>`select saldo as total from clientes where id = ${id}`
+    assert.equal(total, saldo)
+    const commits = new Set(rows.map((row) => row.tx)).size
+    assert.ok(commits < rows.length, `${rows.length} rows in ${commits} transactions: a burst shares commits`)
+  })
+
+  test('a credit that would overflow within a burst gets 422 and the others are applied', async () => {
+    const id = await createClient(0, 2147483000)
+    const credits = [100, 100, 1000, 100, 100, 100]
+
+    const answers = await Promise.all(
+      credits.map((valor, n) =>
+        request(base, 'POST', `/clientes/${id}/transacoes`, { json: { valor, tipo: 'c', descricao: `c${n}` } })
+      )
+    )
+
+    assert.deepEqual(
+      answers.map((res) => res.status),
+      [200, 200, 422, 200, 200, 200]
+    )
+    const [{ total }] = await db.sql<{ total: number }[]>`select saldo as total from clientes where id = ${id}`
+    assert.equal(total, 2147483500)
+    assert.equal((await storedTransactions(id)).length, 5)
+  })
+
+  test('a burst on a client that does not exist gets 404 for every request and writes nothing', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, n) =>
+        request(n % 2 ? second.url : base, 'POST', '/clientes/999999/transacoes', {
+          json: { valor: 1, tipo: 'c', descricao: 'ghost' }
+        })
+      )
+    )
+
+    for (const res of answers) assert.equal(res.status, 404, res.text)
+    assert.deepEqual(await storedTransactions(999999), [])
+  })
+})
+
 describe('GET /clientes/:id/extrato', () => {
   test('lists at most ten transactions, newest first, with ISO-8601 UTC times', async () => {
     const id = await createClient(100000)

@@ -22,6 +22,26 @@ export async function applyTransaction(sql: Queryable, clientId: number, t: NewT
   return row
 }
 
+/** What became of one item of a batch: its balance after, or why it was not applied. */
+export type BatchOutcome = { saldo: number } | { refused: 'limit' | 'alone' }
+
+/**
+ * Several transactions of one client, in order, in one statement and one commit (the function of
+ * migration 011: one row lock, one balance update, one multi-row insert). Undefined: unknown client.
+ */
+export async function applyBatch(sql: Queryable, clientId: number, items: readonly NewTransaction[]) {
+  const [row] = await sql<{ limite: number; saldos: number[]; refusals: Array<0 | 1 | 2> }[]>`
+    select limite, saldos, refusals from crebitos_apply(
+      ${clientId}, ${items.map((t) => t.valor)}::integer[], ${items.map((t) => t.tipo)}::text[],
+      ${items.map((t) => t.descricao)}::text[])`
+  if (!row) return undefined
+  const outcomes = items.map((_, i): BatchOutcome => {
+    const refused = row.refusals[i]
+    return refused === 0 ? { saldo: row.saldos[i] } : { refused: refused === 1 ? 'limit' : 'alone' }
+  })
+  return { limite: row.limite, outcomes }
+}
+
 /**
  * Balance and the newest ten from one statement, hence one snapshot. PostgreSQL hands back the JSON
  * of the answer, in the shape of `Statement`, as text: parsing it here only to serialize it again

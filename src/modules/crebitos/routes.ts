@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
-import type { Queryable, Sql } from '../../db/pool.js'
+import type { Sql } from '../../db/pool.js'
 import { ErrorBody, NotFound, Unprocessable } from '../../platform/errors.js'
 import { idempotencyHeader } from '../../platform/idempotency.js'
 import { applyTransaction, readStatement } from './queries.js'
+import { ClientQueues } from './queues.js'
 import { int4 } from '../../platform/validation.js'
 import { Balance, ClientParams, NewTransaction, Statement } from './schema.js'
 
@@ -19,9 +20,10 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
     registers: [app.metrics]
   })
 
-  /** Applies one transaction, or throws the refusal the contract gives it. */
-  async function transact(db: Queryable, id: number | undefined, transaction: NewTransaction) {
-    const row = id && (await applyTransaction(db, id, transaction))
+  const queues = new ClientQueues(sql)
+
+  /** The answer the contract gives an applied (or refused) transaction; throws the refusals. */
+  function answer(row: { limite: number; saldo: number | null } | undefined | 0, transaction: NewTransaction) {
     const outcome = !row ? 'unknown-client' : row.saldo === null ? 'limit-exceeded' : 'accepted'
     outcomes.inc({ tipo: transaction.tipo, outcome })
     if (!row) throw new NotFound('client')
@@ -43,13 +45,15 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
     },
     async (request, reply) => {
       const id = int4(request.params.id)
-      // Without the header this is the Rinha path as it always was: one statement, nothing more.
-      if (request.headers[idempotencyHeader] === undefined) return transact(sql, id, request.body)
+      // Without the header this is the Rinha path: one statement, shared with the client's other
+      // transactions that arrived while its previous statement ran (queues.ts).
+      if (request.headers[idempotencyHeader] === undefined)
+        return answer(id && (await queues.apply(id, request.body)), request.body)
       if (!id) throw new NotFound('client')
       await app.idempotent(request, reply, {
         scope: `crebitos:${id}`,
         status: 200,
-        write: (tx) => transact(tx, id, request.body)
+        write: async (tx) => answer(await applyTransaction(tx, id, request.body), request.body)
       })
       return reply
     }
