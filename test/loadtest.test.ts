@@ -189,6 +189,60 @@ describe('tandem loadtest', () => {
     assert.ok(served[0].n > 1000)
   })
 
+  test('When --find-max runs, Then it warms up unjudged, climbs the steps while they hold, and reports the highest rate held', async () => {
+    const json = path.join(dir, 'find-max.json')
+
+    const run = await loadtest(
+      [
+        'rinha',
+        '--target',
+        balancer.url,
+        '--find-max',
+        '--time-scale',
+        '0.1',
+        '--rate-scale',
+        '0.1',
+        '--sla-ms',
+        '2000',
+        '--seed',
+        '11',
+        '--json',
+        json
+      ],
+      120_000
+    )
+
+    assert.equal(run.code, 0, run.output)
+    assert.match(run.output, /warm-up, ×0\.1 → ×1 over 3 s \(not judged\)/)
+    const figures = JSON.parse(await readFile(json, 'utf8'))
+    const { warmUp, steps, maxHeldPerS } = figures.findMax as {
+      warmUp: { durationS: number; requests: number }
+      steps: Array<{ multiplier: number; ratePerS: number; requests: number; held: boolean; verdict: string }>
+      maxHeldPerS: number
+    }
+    assert.equal(warmUp.durationS, 3)
+    assert.ok(warmUp.requests > 0, 'the warm-up sent requests')
+    assert.deepEqual(
+      steps.map((step) => step.multiplier),
+      [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32].slice(0, steps.length)
+    )
+    assert.equal(steps[0].ratePerS, 34, '×1 is the scenario final rate (220 + 110 + 10 req/s) × --rate-scale')
+    assert.ok(
+      steps.slice(0, -1).every((step) => step.held),
+      'it climbs only while the steps hold'
+    )
+    const last = steps.at(-1)!
+    assert.ok(last.held ? steps.length === 11 : last.verdict !== 'held', 'it stops at the first step that did not hold')
+    assert.equal(maxHeldPerS, steps.filter((step) => step.held).at(-1)?.ratePerS)
+    assert.match(run.output, new RegExp(`highest rate held: ${maxHeldPerS} req/s`))
+    assert.equal(
+      figures.requests.total,
+      warmUp.requests + steps.reduce((sum, step) => sum + step.requests, 0),
+      'the report counts the warm-up and every step'
+    )
+    assert.equal(figures.consistency.failures, 0)
+  })
+
   test('When the report is opened in Chromium with the network blocked, Then the four charts draw', async (t) => {
     const skip = chromiumSkipReason()
     if (skip) return t.skip(skip)

@@ -57,9 +57,9 @@ flags:
   --connections N     closed model instead: N workers, each sending back to back on one kept-alive
                       connection, for the scenario's duration
   --timeout-ms N      per request (default ${defaultTimeoutMs}, Gatling's default)
-  --find-max          constant-rate steps at ×1, ×1.5, ×2, ×3 … the scenario's final rate (${findMaxStepS} s × time
-                      scale each, at least 3 s) until p99 > --sla-ms, a KO or an inconsistency; reports
-                      the highest rate held
+  --find-max          after a warm-up ramp to ×1 (not judged), constant-rate steps at ×1, ×1.5, ×2, ×3 …
+                      the scenario's final rate (${findMaxStepS} s × time scale each, at least 3 s) until
+                      p99 > --sla-ms, a KO or an inconsistency; reports the highest rate held
   --sla-ms N          p99 bound for --find-max (default ${defaultSlaMs})
   --json FILE         every figure, with per-second series and the latency histogram
   --html FILE         one self-contained page with charts (Chart.js inlined; no network needed)

@@ -300,6 +300,12 @@ export const findMaxMultipliers = [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32]
  * Constant-rate steps at ×1, ×1.5, ×2 … the scenario's rate until one misses the SLA (p99), gets a
  * KO or shows an inconsistency. Each step is a fresh run of the scenario (setup, load, final checks)
  * without its validation phase; one recorder follows the whole staircase for the charts.
+ *
+ * A warm-up comes first, one step long and not judged: a ramp from a tenth of ×1 to ×1. Started cold
+ * at full rate, the first step measured the target's start-up (JIT compilation, pool connections
+ * opening) and not its capacity: Tandem and the minimal baseline both failed ×1 that way with a
+ * p99 over 500 ms, at a rate each held with a p99 of about 20 ms once warm. Its KOs are not judged;
+ * an inconsistency in it still fails the run.
  */
 export async function findMax(
   scenario: Scenario,
@@ -309,6 +315,18 @@ export async function findMax(
   const steps: FindMaxStep[] = []
   const results: RunResult[] = []
   let offsetMs = 0
+  const warmUp = await runScenario(scenario, {
+    ...options,
+    seed: options.seed + findMaxMultipliers.length,
+    streams: options.streams.map((s) => ({
+      name: s.name,
+      stages: [{ kind: 'ramp' as const, from: finalRate(s) / 10, to: finalRate(s), durationS: options.stepS }]
+    })),
+    validate: false,
+    recorder: new Recorder(timeline, offsetMs)
+  })
+  offsetMs += warmUp.elapsedMs
+  results.push(warmUp)
   for (const [index, multiplier] of findMaxMultipliers.entries()) {
     if (options.signal.aborted) break
     const streams = options.streams.map((s) => ({
@@ -344,7 +362,12 @@ export async function findMax(
       finalChecks: results.every((r) => r.finalChecks),
       maxInFlight: Math.max(0, ...results.map((r) => r.maxInFlight))
     },
-    findMax: { slaMs: options.slaMs, steps, maxHeldPerS: held.at(-1)?.ratePerS ?? 0 }
+    findMax: {
+      slaMs: options.slaMs,
+      warmUp: { durationS: options.stepS, requests: warmUp.loadRequests, ko: warmUp.recorder.total().ko },
+      steps,
+      maxHeldPerS: held.at(-1)?.ratePerS ?? 0
+    }
   }
 }
 

@@ -36,6 +36,8 @@ export interface FindMaxStep {
 
 export interface FindMaxFigures {
   slaMs: number
+  /** The ramp to ×1 before the first step: not judged. */
+  warmUp: { durationS: number; requests: number; ko: number }
   steps: FindMaxStep[]
   /** The highest arrival rate every check and the SLA held at; 0 when even the first step failed. */
   maxHeldPerS: number
@@ -220,6 +222,7 @@ function row(name: string, g: { total: number; ok: number; ko: number; latencyMs
 function findMaxText(f: FindMaxFigures): string[] {
   return [
     `find-max (SLA p99 <= ${f.slaMs} ms, no KO, no inconsistency):`,
+    `  warm-up, ×0.1 → ×1 over ${f.warmUp.durationS} s (not judged): ${f.warmUp.requests} requests, KO ${f.warmUp.ko}`,
     ...f.steps.map(
       (s) =>
         `  ×${s.multiplier}  ${s.ratePerS} req/s for ${s.durationS} s: ${s.requests} requests, KO ${s.ko}, ` +
