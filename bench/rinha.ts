@@ -3,12 +3,20 @@
  * The load and its checks are `tandem loadtest rinha` (src/loadtest); this adds the topology, CPU
  * pinning and the server's memory and CPU.
  *
+ *   --scenario NAME     another `tandem loadtest` scenario on the same topology (increments, attendance,
+ *                       counter), with --servers tandem and/or tandem+grown (default rinha)
  *   --rate N            multiplies every arrival rate (1: debits 1→220/s, credits 1→110/s, statements 1→10/s)
  *   --duration-scale N  multiplies the 2-minute ramp and the 2-minute plateau (0.1: a 24 s smoke run)
  *   --topology NAME     nginx (default): nginx + 2 `serve` replicas + embedded PostgreSQL; cluster: `start` with 2 workers
  *   --servers LIST      behind nginx, one run after another on a fresh database each, compared at the end:
  *                       tandem (default), baseline (bench/baseline/server.mjs, node:http + postgres.js on the
- *                       same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged
+ *                       same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged;
+ *                       tandem+grown: Tandem on a grown database (bench/grow.ts: 10 M transactions, 1 M
+ *                       increment keys, 100 k sheets stored before the load)
+ *   --growth F          scales the grown database's volumes (default 1; 0.01 for a quick look)
+ *   --find-max          instead of the test's load: constant-rate steps ×1, ×1.5, ×2, ×3 … of its final rates
+ *                       (30 s × --duration-scale each) until p99 passes --sla-ms or a check fails
+ *   --sla-ms N          the latency bound: --find-max's p99 and the comparison's "under" column (default 250)
  *   --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
  *   --seed N            seed of the load's random choices
  *   --pool-max N        DATABASE_POOL_MAX of each API process (default 4, as deploy/compose.rinha.yaml)
@@ -23,24 +31,39 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { runScenario, type Progress } from '../src/loadtest/engine.js'
+import { findMax, runScenario, type Progress } from '../src/loadtest/engine.js'
 import { renderHtml } from '../src/loadtest/html.js'
 import { figuresOf, summaryText, type Figures } from '../src/loadtest/report.js'
-import { rinha } from '../src/loadtest/scenarios/rinha.js'
+import type { Scenario } from '../src/loadtest/scenario.js'
+import { scenarios } from '../src/loadtest/scenarios/index.js'
 import { scaleStreams } from '../src/loadtest/schedule.js'
+import { grow, scaledGrowth, type Grown } from './grow.js'
 import { sampleProcesses, serverText, summarizeServer, type ServerSummary } from './processes.js'
 import { apiNames, nginxBinary, pin, projectRoot, ServerSide, type ApiName, type TopologyName } from './topology.js'
 
 const timeoutMs = 5000
+/** A --find-max step at --duration-scale 1, as `tandem loadtest --find-max` makes them. */
+const findMaxStepS = 30
 const progressEveryS = 10
 /** A signal this soon after the first is the same Ctrl-C delivered twice. */
 const repeatedSignalMs = 1000
 
+/** One server of --servers: an API, on a fresh or a grown database. */
+interface Server {
+  api: ApiName
+  grown: boolean
+  name: string
+}
+
 interface Options {
+  scenario: Scenario
   rate: number
   durationScale: number
   topology: TopologyName
-  servers: ApiName[]
+  servers: Server[]
+  growth: number
+  findMax: boolean
+  slaMs: number
   target: string | undefined
   seed: number
   poolMax: number
@@ -53,7 +76,11 @@ function parseOptions(): Options {
       rate: { type: 'string', default: '1' },
       'duration-scale': { type: 'string', default: '1' },
       topology: { type: 'string', default: 'nginx' },
+      scenario: { type: 'string', default: 'rinha' },
       servers: { type: 'string', default: 'tandem' },
+      growth: { type: 'string', default: '1' },
+      'find-max': { type: 'boolean', default: false },
+      'sla-ms': { type: 'string', default: '250' },
       target: { type: 'string' },
       seed: { type: 'string', default: '1' },
       'pool-max': { type: 'string', default: '4' },
@@ -62,17 +89,30 @@ function parseOptions(): Options {
   })
   if (values.topology !== 'nginx' && values.topology !== 'cluster')
     throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
-  const servers = values.servers.split(',').filter(Boolean)
-  const unknown = servers.find((name) => !apiNames.includes(name as ApiName))
+  const servers = values.servers
+    .split(',')
+    .filter(Boolean)
+    .map((name): Server => ({ api: name.replace(/\+grown$/, '') as ApiName, grown: name === 'tandem+grown', name }))
+  const unknown = servers.find((s) => !apiNames.includes(s.api) || (s.name !== s.api && !s.grown))
   if (unknown || servers.length === 0)
-    throw new Error(`--servers takes a list of ${apiNames.join(', ')}, not ${values.servers}`)
-  if (values.topology === 'cluster' && servers.some((name) => name !== 'tandem'))
+    throw new Error(`--servers takes a list of ${apiNames.join(', ')}, tandem+grown, not ${values.servers}`)
+  if (values.topology === 'cluster' && servers.some((s) => s.api !== 'tandem'))
     throw new Error('--servers other than tandem run behind nginx: drop --topology cluster')
+  const scenario = scenarios[values.scenario]
+  if (!scenario) throw new Error(`--scenario takes one of ${Object.keys(scenarios).join(', ')}, not ${values.scenario}`)
+  if (scenario.name !== 'rinha' && servers.some((s) => s.api !== 'tandem'))
+    throw new Error(`the baselines serve the Rinha routes only: --scenario ${scenario.name} takes tandem, tandem+grown`)
+  if (values.target && (servers.length > 1 || servers[0].grown))
+    throw new Error('--target loads one server that is already running: drop --servers')
   return {
+    scenario,
     rate: positive('--rate', values.rate),
     durationScale: positive('--duration-scale', values['duration-scale']),
     topology: values.topology,
-    servers: servers as ApiName[],
+    servers,
+    growth: positive('--growth', values.growth),
+    findMax: values['find-max'],
+    slaMs: positive('--sla-ms', values['sla-ms']),
     target: values.target?.replace(/\/$/, ''),
     seed: Math.round(positive('--seed', values.seed)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
@@ -130,14 +170,19 @@ interface BenchReport {
   code: string
   topology: { name: string; description: string; pinning: string }
   server: ServerSummary | undefined
+  /** The database grown before the load (tandem+grown). */
+  grown: (Grown & { rows: ReturnType<typeof scaledGrowth> }) | undefined
   warnings: string[]
   loadtest: Figures
 }
 
-async function writeResults(report: BenchReport, api: ApiName): Promise<string> {
+async function writeResults(report: BenchReport, name: string): Promise<string> {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
   await mkdir(dir, { recursive: true })
-  const base = path.join(dir, `${report.loadtest.startedAt.replace(/[:.]/g, '-')}-rinha-${api}`)
+  const base = path.join(
+    dir,
+    `${report.loadtest.startedAt.replace(/[:.]/g, '-')}-${report.loadtest.scenario}-${name.replace('+', '-')}`
+  )
   await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
   await writeFile(`${base}.html`, await renderHtml(report.loadtest))
   return path.relative(process.cwd(), base)
@@ -150,6 +195,12 @@ function printReport(report: BenchReport, files: string) {
   console.log(`code          ${report.code}`)
   console.log(`topology      ${report.topology.name}: ${report.topology.description}`)
   console.log(`pinning       ${report.topology.pinning}`)
+  if (report.grown)
+    console.log(
+      `grown         ${Object.entries(report.grown.rows)
+        .map(([what, n]) => `${n.toLocaleString('en')} ${what}`)
+        .join(', ')} in ${report.grown.seconds} s; MB: ${JSON.stringify(report.grown.sizesMb)}`
+    )
   if (report.server) for (const line of serverText(report.server)) console.log(line)
   else console.log('server        RSS and CPU not measured (--target: the server processes are not ours)')
   for (const warning of report.warnings) console.log(`  !!! ${warning}`)
@@ -157,14 +208,14 @@ function printReport(report: BenchReport, files: string) {
 }
 
 interface Run {
-  api: ApiName
+  server: Server
   report: BenchReport
 }
 
-/** One rinha run against `api` on a topology of its own (or the --target), reported and torn down. */
+/** One run of the scenario against `server` on a topology of its own (or the --target), reported and torn down. */
 async function runOnce(
   options: Options,
-  api: ApiName,
+  server: Server,
   pinning: ReturnType<typeof pin>,
   signal: AbortSignal,
   life: Life
@@ -174,21 +225,41 @@ async function runOnce(
   const servers = topology && new ServerSide(pinning.serverCpus, options.poolMax, options.serverEnv)
   life.servers = servers
   try {
-    if (servers && topology) await startServers(servers, topology, api)
+    if (servers && topology) await startServers(servers, topology, server.api)
+    let grown: BenchReport['grown']
+    if (servers && server.grown) {
+      const rows = scaledGrowth(options.growth)
+      console.log(`growing the database: ${JSON.stringify(rows)}`)
+      grown = { rows, ...(await grow(servers.databaseUrl, rows, (line) => console.log(line))) }
+    }
+    // The disk as quiet for every server: a grown database leaves gigabytes of dirty pages that the
+    // kernel would otherwise write back during the load, slowing every commit's WAL flush.
+    if (servers) spawnSync('sync')
     if (signal.aborted) return undefined
     const url = options.target ?? servers!.url
     const sampler = servers && sampleProcesses(() => servers.pids())
-    console.log(`load: rinha, rate ×${options.rate}, time ×${options.durationScale} against ${url}`)
-    const result = await runScenario(rinha, {
+    console.log(
+      `load: ${options.scenario.name}${options.findMax ? ' --find-max' : ''}, rate ×${options.rate}, time ×${options.durationScale} against ${url}`
+    )
+    const common = {
       target: url,
-      streams: scaleStreams(rinha.streams, { rate: options.rate, time: options.durationScale }),
+      streams: scaleStreams(options.scenario.streams, { rate: options.rate, time: options.durationScale }),
       seed: options.seed,
       timeoutMs,
-      // The validation phase expects the seeded balances of a fresh database.
-      validate: !options.target,
       signal,
       onProgress: reportProgress
-    })
+    }
+    const { result, findMax: steps } = options.findMax
+      ? await findMax(options.scenario, {
+          ...common,
+          slaMs: options.slaMs,
+          stepS: Math.max(3, Math.round(findMaxStepS * options.durationScale))
+        })
+      : {
+          // The validation phase expects the seeded balances of a fresh database.
+          result: await runScenario(options.scenario, { ...common, validate: !options.target }),
+          findMax: undefined
+        }
     const casualties = servers?.casualties() ?? []
     const report: BenchReport = {
       machine: {
@@ -204,26 +275,33 @@ async function runOnce(
         pinning: pinning.description
       },
       server: sampler && summarizeServer(sampler.stop()),
+      grown,
       warnings: [...(servers?.notes ?? []), ...casualties, ...(servers?.nginxErrors() ?? [])],
-      loadtest: figuresOf(result, {
-        scenario: rinha.name,
-        target: url,
-        startedAt,
-        checks: rinha.checks,
-        options: {
-          server: api,
-          rateScale: options.rate,
-          timeScale: options.durationScale,
-          seed: options.seed,
-          timeoutMs,
-          poolMax: options.poolMax,
-          serverEnv: options.serverEnv
-        }
-      })
+      loadtest: figuresOf(
+        result,
+        {
+          scenario: options.scenario.name,
+          target: url,
+          startedAt,
+          checks: options.scenario.checks,
+          options: {
+            server: server.name,
+            rateScale: options.rate,
+            timeScale: options.durationScale,
+            seed: options.seed,
+            timeoutMs,
+            poolMax: options.poolMax,
+            serverEnv: options.serverEnv,
+            ...(options.findMax && { findMax: true, slaMs: options.slaMs }),
+            ...(grown && { growth: grown.rows })
+          }
+        },
+        steps
+      )
     }
-    printReport(report, await writeResults(report, api))
+    printReport(report, await writeResults(report, server.name))
     if (!report.loadtest.passed || casualties.length > 0) process.exitCode = result.interrupted ? 130 : 1
-    return { api, report }
+    return { server, report }
   } finally {
     console.log('tearing down...')
     await servers?.stop()
@@ -231,35 +309,51 @@ async function runOnce(
   }
 }
 
-/** The runs side by side, each figure also as a ratio to the durable baseline's (and the UNLOGGED one's). */
-function printComparison(runs: Run[]) {
-  const baseline = runs.find((run) => run.api === 'baseline')
-  const unlogged = runs.find((run) => run.api === 'unlogged')
+/** The share of answers within `slaMs`, from the run's histogram (buckets 1 % wide). */
+function shareUnder(figures: Figures, slaMs: number): number {
+  const total = figures.histogram.reduce((n, bucket) => n + bucket.count, 0)
+  const under = figures.histogram.filter((bucket) => bucket.upToMs <= slaMs).reduce((n, b) => n + b.count, 0)
+  return total === 0 ? Number.NaN : (100 * under) / total
+}
+
+/**
+ * The runs side by side, each figure also as a ratio to the references that ran: the durable
+ * baseline, the UNLOGGED one, and Tandem on a fresh database (for tandem+grown).
+ */
+function printComparison(runs: Run[], options: Options) {
+  const references = ['baseline', 'unlogged', 'tandem']
+    .map((name) => runs.find((run) => run.server.name === name))
+    .filter((run): run is Run => run !== undefined)
   const figures = (run: Run) => {
-    const { requests, latencyMs } = run.report.loadtest
+    const { requests, latencyMs, groups, findMax } = run.report.loadtest
     return {
       requests: requests.total,
       ko: requests.ko,
+      under: Math.round(shareUnder(run.report.loadtest, options.slaMs) * 100) / 100,
       p50: latencyMs.p50,
       p99: latencyMs.p99,
       max: latencyMs.max,
-      rss: run.report.server?.peakTotalRssMb ?? Number.NaN
-    }
+      rss: run.report.server?.peakTotalRssMb ?? Number.NaN,
+      ...Object.fromEntries(Object.entries(groups).map(([group, g]) => [`p99 ${group.slice(0, 10)}`, g.latencyMs.p99])),
+      ...(findMax && { 'max held/s': findMax.maxHeldPerS })
+    } as Record<string, number>
   }
-  const ratio = (value: number, to: Run | undefined, key: 'p50' | 'p99' | 'max' | 'rss') =>
-    to ? `${(value / figures(to)[key]).toFixed(2)}×` : '-'
-  console.log('\ncomparison (same run, same harness; ratios: to baseline / to unlogged)')
+  const keys = Object.keys(figures(runs[0]))
+  const ratioKeys = keys.filter((key) => !['requests', 'ko', 'under'].includes(key))
   console.log(
-    `  ${'server'.padEnd(10)}${['requests', 'KO', 'p50 ms', 'p99 ms', 'max ms', 'RSS MB'].map((h) => h.padStart(10)).join('')}    p50, p99, max, RSS ratios`
+    `\ncomparison (same run, same harness; "under": % of answers within ${options.slaMs} ms)` +
+      (references.length ? `\nratios: this / ${references.map((r) => r.server.name).join(', this / ')}` : '')
   )
+  const width = 14
+  console.log(`  ${'server'.padEnd(14)}${keys.map((k) => k.padStart(width)).join('')}`)
   for (const run of runs) {
     const f = figures(run)
-    const ratios = (['p50', 'p99', 'max', 'rss'] as const)
-      .map((key) => `${ratio(f[key], baseline, key)}/${ratio(f[key], unlogged, key)}`)
-      .join('  ')
-    console.log(
-      `  ${run.api.padEnd(10)}${[f.requests, f.ko, f.p50, f.p99, f.max, f.rss].map((v) => String(v).padStart(10)).join('')}    ${ratios}`
-    )
+    console.log(`  ${run.server.name.padEnd(14)}${keys.map((k) => String(f[k]).padStart(width)).join('')}`)
+    for (const reference of references.filter((r) => r !== run)) {
+      const to = figures(reference)
+      const cells = keys.map((k) => (ratioKeys.includes(k) ? `${(f[k] / to[k]).toFixed(2)}×` : '').padStart(width))
+      console.log(`  ${`  / ${reference.server.name}`.padEnd(14)}${cells.join('')}`)
+    }
   }
 }
 
@@ -291,12 +385,12 @@ async function main() {
   // Whatever way this process ends, nothing it started outlives it.
   process.on('exit', () => life.servers?.killNow())
   const runs: Run[] = []
-  for (const api of options.target ? (['tandem'] as const) : options.servers) {
+  for (const server of options.servers) {
     if (abort.signal.aborted) break
-    const run = await runOnce(options, api, pinning, abort.signal, life)
+    const run = await runOnce(options, server, pinning, abort.signal, life)
     if (run) runs.push(run)
   }
-  if (runs.length > 1) printComparison(runs)
+  if (runs.length > 1) printComparison(runs, options)
 }
 
 main().catch((error: unknown) => {
