@@ -94,11 +94,14 @@ describe('METRICS_PORT', () => {
     const second = await replica({ METRICS_PORT: String(port), LOG_LEVEL: 'info' })
 
     assert.equal((await request(second.url, 'GET', '/clientes/1/extrato')).status, 200)
-    assert.ok(
-      logLines(second.output()).some(
-        (line) => line.msg === 'metrics port unavailable: this process serves no /metrics' && line.port === port
-      ),
-      second.output()
+    // stdout goes out in batches (at most 200 ms late): wait for the line, within a bound.
+    await until(
+      () =>
+        logLines(second.output()).some(
+          (line) => line.msg === 'metrics port unavailable: this process serves no /metrics' && line.port === port
+        ),
+      `the warning about port ${port} in the log`,
+      5000
     )
   })
 })
