@@ -52,6 +52,11 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
   ]
   const fixtures = await prepare([a.url, b.url])
   const sql = pg.connect()
+  // The held credits go one to each of clients of the scenario's own: a replica sends one statement
+  // per client at a time and queues that client's others behind it, so only one credit per client
+  // waits inside PostgreSQL.
+  const heldClients = Array.from({ length: held }, (_, i) => 1000 + i)
+  await sql`insert into clientes (id, limite) select unnest(${heldClients}::int[]), 0`
   const balancesBefore = await balances(sql)
 
   // ---- SIGTERM of A under load. Once A refuses connections the clients leave it, as a balancer would.
@@ -63,7 +68,7 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
     // the ones the scenario buffers on purpose might be committed before the signal.
     mix: { credit: 4, debit: 1, signIn: 2, counter: 2, extrato: 1 },
     ...fixtures,
-    clients: [1, 2, 4, 5], // client 3 is the one the scenario locks
+    clients: [1, 2, 3, 4, 5],
     incrementKeys: ['faults-term-buffered'],
     // A's deadlines are 15 s: what it holds may take that long.
     timeoutMs: 20_000,
@@ -74,10 +79,9 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
 
   const locker = await sql.reserve()
   await locker`begin`
-  await locker`select 1 from clientes where id = 3 for update`
-  const heldWrites = Array.from(
-    { length: held },
-    () => term.run('credit', a.target, { clientId: 3 }) as Promise<WriteRecord>
+  await locker`select 1 from clientes where id = any(${heldClients}::int[]) for update`
+  const heldWrites = heldClients.map(
+    (clientId) => term.run('credit', a.target, { clientId }) as Promise<WriteRecord>
   )
   await until(
     async () => {
