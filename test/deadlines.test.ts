@@ -184,6 +184,39 @@ describe('load shedding', () => {
     assert.equal(first.status, 200, JSON.stringify(first.body))
   })
 
+  test('a measurement that falls just after listen, with no sample yet, is no delay: no request is shed while the loop is idle', async () => {
+    // The delay is read every 100 ms and sampled every 10 ms; listen resets the samples. A replica that
+    // starts listening a few ms before a reading has no sample in it: that is no evidence of a stuck
+    // loop (a fresh replica shed its first requests for 100 ms, a setup's first sign-up got a 503).
+    // Twenty-five apps start listening at offsets spread over one reading period, so some land there.
+    const offsets = Array.from({ length: 25 }, (_, i) => i * 4)
+    const built = await Promise.all(
+      offsets.map(async () => {
+        const app = await buildApp({ config: testConfig({ OVERLOAD_EVENT_LOOP_DELAY_MS: '200' }), sql: db.sql })
+        apps.push(app)
+        return app
+      })
+    )
+    const shed = await Promise.all(
+      built.map(async (app, i) => {
+        await app.ready()
+        await sleep(offsets[i])
+        await app.listen({ port: 0, host: '127.0.0.1' })
+        const { port } = app.server.address() as { port: number }
+        const statuses: number[] = []
+        const end = Date.now() + 150
+        while (Date.now() < end)
+          statuses.push((await request(`http://127.0.0.1:${port}`, 'GET', '/clientes/1/extrato')).status)
+        return statuses.filter((status) => status === 503).length
+      })
+    )
+    assert.deepEqual(
+      shed.filter((count) => count > 0),
+      [],
+      `apps that shed requests after listen, of ${offsets.length}: ${shed.join(' ')}`
+    )
+  })
+
   test('when the event loop is delayed past OVERLOAD_EVENT_LOOP_DELAY_MS, then requests get 503 until it recovers', async () => {
     const url = await replica({ OVERLOAD_EVENT_LOOP_DELAY_MS: '40' })
     // The app shares this process's event loop: keep it busy in slices, as a replica drowning in work would be.

@@ -22,6 +22,8 @@ export interface OverloadOptions {
 
 // How often the event-loop delay is read: short, so shedding starts and stops within a fraction of a second.
 const sampleIntervalMs = 100
+// How often the delay is sampled, in ms (monitorEventLoopDelay's resolution).
+const resolution = 10
 
 /**
  * Load shedding at the edge of the replica: past an event-loop delay, a number of requests in
@@ -49,17 +51,24 @@ export const overloadPlugin = fp(
 
     let delayMs = 0
     if (maxDelayMs > 0) {
-      const histogram = monitorEventLoopDelay({ resolution: 10 })
+      const histogram = monitorEventLoopDelay({ resolution })
       histogram.enable()
+      let resetAt = performance.now()
       const timer = setInterval(() => {
-        // The resolution itself is not delay; no sample at all in a whole interval: the loop was stuck.
-        delayMs = histogram.count === 0 ? Infinity : histogram.mean / 1e6 - 10
+        const now = performance.now()
+        // The resolution itself is not delay. No sample since the last reset: if this reading is
+        // itself late the loop was stuck that long; if the reset was only moments ago (listen), no
+        // sample is due yet, and that is no delay.
+        delayMs =
+          histogram.count > 0 ? histogram.mean / 1e6 - resolution : Math.max(0, now - resetAt - sampleIntervalMs)
         histogram.reset()
+        resetAt = now
       }, sampleIntervalMs).unref()
       // What ran before the server listened (building and compiling the app) is start-up, not
       // overload: a fresh replica must not shed its first requests for it.
       app.addHook('onListen', (done) => {
         histogram.reset()
+        resetAt = performance.now()
         delayMs = 0
         done()
       })
