@@ -80,9 +80,7 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
   const locker = await sql.reserve()
   await locker`begin`
   await locker`select 1 from clientes where id = any(${heldClients}::int[]) for update`
-  const heldWrites = heldClients.map(
-    (clientId) => term.run('credit', a.target, { clientId }) as Promise<WriteRecord>
-  )
+  const heldWrites = heldClients.map((clientId) => term.run('credit', a.target, { clientId }) as Promise<WriteRecord>)
   await until(
     async () => {
       const [{ waiting }] = await sql<{ waiting: number }[]>`
