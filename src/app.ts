@@ -114,7 +114,7 @@ export async function buildApp({
     ttlMs: config.idempotencyTtlMs,
     connectionWaitMs: config.databaseStatementTimeoutMs
   })
-  await app.register(crebitosRoutes, { sql })
+  await app.register(crebitosRoutes, { sql, statementsPerClient: config.crebitosStatementsPerClient })
   await app.register(counterRoutes, { sql, config, redis, worker })
   await app.register(accountsRoutes, { sql, config })
   await app.register(incrementsRoutes, { sql, config })

@@ -29,6 +29,7 @@ const ConfigSchema = Type.Object({
   DATABASE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
   INCREMENT_MAX_LAG_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   INCREMENT_BATCH_WINDOW_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
+  CREBITOS_STATEMENTS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
   SESSION_TTL_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 12 * 3_600_000 }),
   SESSION_IDLE_MS: Type.Integer({ minimum: 1000, maximum: 90 * 24 * 3_600_000, default: 50 * 60_000 }),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+/?$' })),
@@ -96,6 +97,8 @@ function settings(value: Variables, given: Given) {
     incrementMaxLagMs: value.INCREMENT_MAX_LAG_MS,
     /** How long an increment waits for others to share its commit; at most half of incrementMaxLagMs. */
     incrementBatchWindowMs: value.INCREMENT_BATCH_WINDOW_MS,
+    /** Statements a replica has in flight for one client at most; transactions beyond wait and go together in the next. */
+    crebitosStatementsPerClient: value.CREBITOS_STATEMENTS_PER_CLIENT,
     /** A session ends this long after login... */
     sessionTtlMs: value.SESSION_TTL_MS,
     /** ...or this long after its last use, whichever comes first. */

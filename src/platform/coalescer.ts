@@ -1,12 +1,12 @@
 /**
- * One run at a time over what has arrived: items that come while a run is in flight wait for the
- * next, which takes them all at once. The batching of the cluster counter (one reservation for every
+ * At most `maxRuns` runs at a time (one by default) over what has arrived: items that come while
+ * they are all in flight wait for the next, which takes them all at once. The batching of the cluster counter (one reservation for every
  * request that came during the last) and of the sheet page's list (one more load for every change
  * announced during the last). No Node or DOM API: the server and the web page share it.
  */
 export class Coalescer<T> {
   #waiting: T[] = []
-  #running = false
+  #running = 0
 
   /**
    * `run` settles its batch; should it throw, `fail` is given the batch and the error instead, so no
@@ -14,7 +14,8 @@ export class Coalescer<T> {
    */
   constructor(
     private readonly run: (batch: T[]) => Promise<void>,
-    private readonly fail: (batch: T[], error: unknown) => void
+    private readonly fail: (batch: T[], error: unknown) => void,
+    private readonly maxRuns = 1
   ) {}
 
   /** The items waiting for the next run. */
@@ -24,7 +25,7 @@ export class Coalescer<T> {
 
   add(item: T): void {
     this.#waiting.push(item)
-    if (!this.#running) void this.#drain()
+    if (this.#running < this.maxRuns) void this.#drain()
   }
 
   /** Takes out of the queue the waiting items `which` picks (all by default): expired ones, say. */
@@ -35,7 +36,7 @@ export class Coalescer<T> {
   }
 
   async #drain(): Promise<void> {
-    this.#running = true
+    this.#running += 1
     while (this.#waiting.length > 0) {
       const batch = this.#waiting
       this.#waiting = []
@@ -45,6 +46,6 @@ export class Coalescer<T> {
         this.fail(batch, error)
       }
     }
-    this.#running = false
+    this.#running -= 1
   }
 }

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { createDatabase, type TestDatabase } from '../../../test/helpers/database.js'
 import { client, request } from '../../../test/helpers/http.js'
 import { startApp } from '../../../test/helpers/servers.js'
+import { until } from '../../../test/helpers/wait.js'
 
 let db: TestDatabase
 let app: FastifyInstance
@@ -296,6 +298,45 @@ describe('a burst on one client', () => {
     const commits = new Set(rows.map((row) => row.tx)).size
     assert.ok(commits < rows.length, `${rows.length} rows in ${commits} transactions: a burst shares commits`)
   })
+
+  for (const statementsPerClient of [1, 3]) {
+    test(`with the client's row locked elsewhere, CREBITOS_STATEMENTS_PER_CLIENT=${statementsPerClient} statements wait inside PostgreSQL and the rest wait in the replica; all apply once the lock goes`, async () => {
+      const replica = await startApp(db.sql, { CREBITOS_STATEMENTS_PER_CLIENT: String(statementsPerClient) })
+      try {
+        const id = await createClient()
+        const release = await db.holdLock((tx) => tx`select 1 from clientes where id = ${id} for update`)
+        const waitingInPostgres = async () => {
+          const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'`
+          return waiting
+        }
+        const answers = Promise.all(
+          Array.from({ length: 10 }, (_, n) =>
+            request(replica.url, 'POST', `/clientes/${id}/transacoes`, {
+              json: { valor: n + 1, tipo: 'c', descricao: `held ${n}` }
+            })
+          )
+        )
+        await until(
+          async () => (await waitingInPostgres()) >= statementsPerClient,
+          'the statements to wait on the lock',
+          5000
+        )
+        await sleep(200)
+        const waiting = await waitingInPostgres()
+        await release()
+
+        assert.equal(waiting, statementsPerClient)
+        for (const res of await answers) assert.equal(res.status, 200, res.text)
+        const [{ saldo }] = await db.sql<{ saldo: number }[]>`select saldo from clientes where id = ${id}`
+        assert.equal(saldo, 55)
+        assert.equal((await storedTransactions(id)).length, 10)
+      } finally {
+        await replica.app.close()
+      }
+    })
+  }
 
   test('a credit that would overflow within a burst gets 422 and the others are applied', async () => {
     const id = await createClient(0, 2147483000)

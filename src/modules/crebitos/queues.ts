@@ -21,7 +21,9 @@ interface Queue {
 /**
  * One queue per client with transactions in flight on this replica. Transactions of one client
  * wait for each other anyway (the client's row lock orders them until each commit), so a replica
- * sends one statement per client at a time, and the transactions that arrived while it ran go
+ * sends at most `statementsPerClient` statements per client at a time (CREBITOS_STATEMENTS_PER_CLIENT,
+ * 2 by default: the second waits on the row lock inside PostgreSQL and runs the moment the first
+ * commits, without a round trip back here), and the transactions that arrived while they ran go
  * together in the next (applyBatch: one round trip, one commit). Alone, a transaction takes the
  * single statement it always took; with no concurrency nothing waits.
  *
@@ -33,7 +35,10 @@ interface Queue {
 export class ClientQueues {
   readonly #queues = new Map<number, Queue>()
 
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly statementsPerClient = 2
+  ) {}
 
   /** Applies `transaction` to client `id`: its row after (saldo null: refused), undefined: no such client. */
   apply(id: number, transaction: NewTransaction): Promise<Applied> {
@@ -42,7 +47,8 @@ export class ClientQueues {
       queue = {
         coalescer: new Coalescer<Pending>(
           (batch) => this.#run(id, batch),
-          (batch, error) => batch.forEach((pending) => pending.reject(error))
+          (batch, error) => batch.forEach((pending) => pending.reject(error)),
+          this.statementsPerClient
         ),
         open: 0
       }

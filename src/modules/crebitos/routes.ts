@@ -12,7 +12,10 @@ import { Balance, ClientParams, NewTransaction, Statement } from './schema.js'
 const json = 'application/json; charset=utf-8'
 
 /** Rinha de Backend 2024/Q1: credits and debits with a limit, and the statement. */
-const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => {
+const routes: FastifyPluginAsyncTypebox<{ sql: Sql; statementsPerClient: number }> = async (
+  app,
+  { sql, statementsPerClient }
+) => {
   const outcomes = new Counter({
     name: 'tandem_crebitos_transactions_total',
     help: 'Credit and debit requests by outcome',
@@ -20,7 +23,7 @@ const routes: FastifyPluginAsyncTypebox<{ sql: Sql }> = async (app, { sql }) => 
     registers: [app.metrics]
   })
 
-  const queues = new ClientQueues(sql)
+  const queues = new ClientQueues(sql, statementsPerClient)
 
   /** The answer the contract gives an applied (or refused) transaction; throws the refusals. */
   function answer(row: { limite: number; saldo: number | null } | undefined | 0, transaction: NewTransaction) {
