@@ -160,8 +160,9 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
 describe('when the embedded cluster gets SIGTERM with requests in flight', () => {
   test('then accepted requests finish with 200, new connections are refused, it exits 0 with its database stopped, and the next start has the data', async () => {
     // Arrange: 100 credits accepted and held in flight by row locks the test keeps on 100 clients of
-    // its own, one credit each (a replica sends one statement per client at a time and queues the
-    // client's others behind it: one client each puts all 100 inside PostgreSQL), with
+    // its own, one credit each (a replica has at most CREBITOS_STATEMENTS_PER_CLIENT statements per
+    // client in flight and queues the client's others behind them: one client each puts all 100
+    // inside PostgreSQL), with
     // pools big enough for all of them, however the supervisor spreads the connections, and lock and
     // statement deadlines longer than the test holds the lock: on a slow machine the first requests
     // would otherwise give up, 503 after DATABASE_LOCK_TIMEOUT_MS, before the last ones arrive).

@@ -52,9 +52,9 @@ export async function shutdownCrash(log: (line: string) => void): Promise<Scenar
   ]
   const fixtures = await prepare([a.url, b.url])
   const sql = pg.connect()
-  // The held credits go one to each of clients of the scenario's own: a replica sends one statement
-  // per client at a time and queues that client's others behind it, so only one credit per client
-  // waits inside PostgreSQL.
+  // The held credits go one to each of clients of the scenario's own: a replica has at most
+  // CREBITOS_STATEMENTS_PER_CLIENT statements per client in flight and queues that client's others
+  // behind them, so one credit per client is sure to wait inside PostgreSQL.
   const heldClients = Array.from({ length: held }, (_, i) => 1000 + i)
   await sql`insert into clientes (id, limite) select unnest(${heldClients}::int[]), 0`
   const balancesBefore = await balances(sql)
