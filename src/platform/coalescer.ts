@@ -1,8 +1,9 @@
 /**
  * At most `maxRuns` runs at a time (one by default) over what has arrived: items that come while
- * they are all in flight wait for the next, which takes them all at once. The batching of the cluster counter (one reservation for every
- * request that came during the last) and of the sheet page's list (one more load for every change
- * announced during the last). No Node or DOM API: the server and the web page share it.
+ * every run is in flight wait for the next, which takes them all at once. The batching of the
+ * cluster counter (one reservation for every request that came during the last), of a Rinha
+ * client's transactions (crebitos/queues.ts) and of the sheet page's list (one more load for every
+ * change announced during the last). No Node or DOM API: the server and the web page share it.
  */
 export class Coalescer<T> {
   #waiting: T[] = []

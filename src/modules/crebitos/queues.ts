@@ -44,41 +44,32 @@ export class ClientQueues {
   apply(id: number, transaction: NewTransaction): Promise<Applied> {
     let queue = this.#queues.get(id)
     if (!queue) {
-      queue = {
+      const created: Queue = {
         coalescer: new Coalescer<Pending>(
-          (batch) => this.#run(id, batch),
+          (batch) => this.#run(id, created, batch),
           (batch, error) => batch.forEach((pending) => pending.reject(error)),
           this.statementsPerClient
         ),
         open: 0
       }
-      this.#queues.set(id, queue)
+      this.#queues.set(id, (queue = created))
     }
-    const own = queue
-    own.open += 1
-    let answered = false
-    const settled = () => {
-      if (answered) return
-      answered = true
-      own.open -= 1
-      if (own.open === 0 && this.#queues.get(id) === own) this.#queues.delete(id)
-    }
-    return new Promise<Applied>((resolve, reject) => {
-      own.coalescer.add({
-        transaction,
-        resolve: (row) => {
-          settled()
-          resolve(row)
-        },
-        reject: (error) => {
-          settled()
-          reject(error)
-        }
-      })
-    })
+    queue.open += 1
+    const { coalescer } = queue
+    return new Promise<Applied>((resolve, reject) => coalescer.add({ transaction, resolve, reject }))
   }
 
-  async #run(id: number, batch: Pending[]): Promise<void> {
+  /** One statement for `batch`; once every transaction given to the queue is answered, the queue goes. */
+  async #run(id: number, queue: Queue, batch: Pending[]): Promise<void> {
+    try {
+      await this.#apply(id, batch)
+    } finally {
+      queue.open -= batch.length
+      if (queue.open === 0) this.#queues.delete(id)
+    }
+  }
+
+  async #apply(id: number, batch: Pending[]): Promise<void> {
     if (batch.length === 1) return batch[0].resolve(await applyTransaction(this.sql, id, batch[0].transaction))
     const applied = await applyBatch(
       this.sql,
