@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { until } from '../helpers/wait.js'
-import { ownPostgres, replicaProblems, startReplica, type Replica } from './processes.js'
+import { loggedCause, ownPostgres, replicaProblems, startReplica, type Replica } from './processes.js'
 import { emptyResult, tally, type ScenarioResult } from './report.js'
 import { prepare } from './setup.js'
 import { judgeAnswers, verify } from './verify.js'
@@ -136,7 +136,14 @@ export async function postgresOutage(log: (line: string) => void): Promise<Scena
             .slice(0, 3)
             .map(
               ({ op, target, outcome }) =>
-                `${op} on ${target} at +${outcome.startedAt - phase.back} ms: ${outcome.ok ? `${outcome.status} ${outcome.text.slice(0, 120)}` : outcome.error}`
+                `${op} on ${target} at +${outcome.startedAt - phase.back} ms: ${
+                  outcome.ok
+                    ? `${outcome.status} ${outcome.text.slice(0, 120)} (logged: ${loggedCause(
+                        replicas.find((replica) => replica.name === target)!,
+                        outcome.headers['x-request-id']
+                      )})`
+                    : outcome.error
+                }`
             )
             .join('; ')
       )

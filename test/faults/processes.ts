@@ -110,6 +110,24 @@ export function loggedErrors(replica: Replica): { refusals: number; unexpected: 
   return { refusals, unexpected }
 }
 
+/** What the replica logged for one request (by its x-request-id) at warning level or above: why it refused it. */
+export function loggedCause(replica: Replica, reqId: unknown): string {
+  if (typeof reqId !== 'string') return 'no request id'
+  const causes = replica
+    .output()
+    .split('\n')
+    .filter((line) => line.includes(`"reqId":"${reqId}"`))
+    .flatMap((line) => {
+      try {
+        const { level, err, msg } = JSON.parse(line) as { level?: number; err?: unknown; msg?: string }
+        return (level ?? 0) >= 40 ? [`${msg}: ${typeof err === 'string' ? err : JSON.stringify(err)}`] : []
+      } catch {
+        return []
+      }
+    })
+  return causes.join(' / ').slice(0, 300) || 'nothing logged'
+}
+
 /**
  * What a replica's end state says went wrong: it exited, or it logged errors besides those of its 503
  * refusals (the count of which goes to `log`).
