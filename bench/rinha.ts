@@ -1,36 +1,15 @@
 /**
  * Rinha de Backend 2024/Q1 against a server side this bench starts: `npm run bench -- [options]`.
  * The load and its checks are `tandem loadtest rinha` (src/loadtest); this adds the topology, CPU
- * pinning and the server's memory and CPU.
- *
- *   --scenario NAME     another `tandem loadtest` scenario on the same topology (increments, attendance,
- *                       counter), with --servers tandem and/or tandem+grown (default rinha)
- *   --rate N            multiplies every arrival rate (1: debits 1→220/s, credits 1→110/s, statements 1→10/s)
- *   --duration-scale N  multiplies the 2-minute ramp and the 2-minute plateau (0.1: a 24 s smoke run)
- *   --topology NAME     nginx (default): nginx + 2 `serve` replicas + embedded PostgreSQL; cluster: `start` with 2 workers
- *   --servers LIST      behind nginx, one run after another on a fresh database each, compared at the end:
- *                       tandem (default), baseline (bench/baseline/server.mjs, node:http + postgres.js on the
- *                       same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged;
- *                       tandem+grown: Tandem on a grown database (bench/grow.ts: 10 M transactions, 1 M
- *                       increment keys, 100 k sheets stored before the load)
- *   --growth F          scales the grown database's volumes (default 1; 0.01 for a quick look)
- *   --find-max          instead of the test's load: constant-rate steps ×1, ×1.5, ×2, ×3 … of its final rates
- *                       (30 s × --duration-scale each) until p99 passes --sla-ms or a check fails
- *   --sla-ms N          the latency bound: --find-max's p99 and the comparison's "under" column (default 250)
- *   --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
- *   --seed N            seed of the load's random choices
- *   --pool-max N        DATABASE_POOL_MAX of each API process (default 4, as deploy/compose.rinha.yaml)
- *   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
- *
- * The driver runs on CPU 0 and the servers on CPU 1 when taskset is there. Ctrl-C stops the load,
- * prints what it measured and tears every process and directory down; a second Ctrl-C kills them.
+ * pinning and the server's memory and CPU. The options are `usage` below (`--help` prints them).
  */
 import { spawnSync } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { buildIfStale } from '../test/helpers/build.js'
 import { findMax, runScenario, type Progress } from '../src/loadtest/engine.js'
 import { renderHtml } from '../src/loadtest/html.js'
 import { figuresOf, summaryText, type Figures } from '../src/loadtest/report.js'
@@ -47,6 +26,40 @@ const findMaxStepS = 30
 const progressEveryS = 10
 /** A signal this soon after the first is the same Ctrl-C delivered twice. */
 const repeatedSignalMs = 1000
+
+const usage = `usage: npm run bench -- [options]      (npx tsx bench/rinha.ts [options])
+
+Starts a server side (nginx + 2 replicas + PostgreSQL, pinned to CPU 1), loads it with a
+\`tandem loadtest\` scenario from CPU 0, and reports latency, errors, memory and CPU. dist/ is built
+first when it is older than src/ or web/.
+
+  --scenario NAME     another \`tandem loadtest\` scenario on the same topology (increments, attendance,
+                      counter), with --servers tandem and/or tandem+grown (default rinha)
+  --rate N            multiplies every arrival rate (1: debits 1→220/s, credits 1→110/s, statements 1→10/s)
+  --duration-scale N  multiplies the 2-minute ramp and the 2-minute plateau (0.1: a 24 s smoke run)
+  --topology NAME     nginx (default): nginx + 2 \`serve\` replicas + embedded PostgreSQL; cluster: \`start\` with 2 workers
+  --servers LIST      behind nginx, one run after another on a fresh database each, compared at the end:
+                      tandem (default), baseline (bench/baseline/server.mjs, node:http + postgres.js on the
+                      same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged;
+                      tandem+grown: Tandem on a grown database (bench/grow.ts: 10 M transactions, 1 M
+                      increment keys, 100 k sheets stored before the load)
+  --growth F          scales the grown database's volumes (default 1; 0.01 for a quick look)
+  --find-max          instead of the test's load: constant-rate steps ×1, ×1.5, ×2, ×3 … of its final rates
+                      (30 s × --duration-scale each) until p99 passes --sla-ms or a check fails
+  --sla-ms N          the latency bound: --find-max's p99 and the comparison's "under" column (default 250)
+  --target URL        load a server that is already running instead (no validation phase: its balances are not fresh)
+  --seed N            seed of the load's random choices
+  --pool-max N        DATABASE_POOL_MAX of each API process (default 4, as deploy/compose.rinha.yaml)
+  --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
+  -h, --help          this text
+
+Writes bench/results/<time>-<scenario>-<server>.json and .html. Ctrl-C stops the load, prints what it
+measured and tears every process and directory down; a second Ctrl-C kills them. Exit 1 when a check
+failed or a server process died, 2 when the options are wrong.
+`
+
+/** Wrong options: said in one line with exit 2, not as a stack trace. */
+class UsageError extends Error {}
 
 /** One server of --servers: an API, on a fresh or a grown database. */
 interface Server {
@@ -79,9 +92,10 @@ const scenarioEnv: Record<string, Record<string, string>> = {
   attendance: { REGISTRATION_LIMIT_PER_MINUTE: '1000', ATTENDANCE_SIGNIN_LIMIT_PER_MINUTE: '1000000' }
 }
 
-function parseOptions(): Options {
-  const { values } = parseArgs({
+function parseOptions(): Options | 'help' {
+  const { values } = parseArgsOr({
     options: {
+      help: { type: 'boolean', short: 'h', default: false },
       rate: { type: 'string', default: '1' },
       'duration-scale': { type: 'string', default: '1' },
       topology: { type: 'string', default: 'nginx' },
@@ -96,23 +110,27 @@ function parseOptions(): Options {
       'server-env': { type: 'string', default: '' }
     }
   })
+  if (values.help) return 'help'
   if (values.topology !== 'nginx' && values.topology !== 'cluster')
-    throw new Error(`--topology must be nginx or cluster, not ${values.topology}`)
+    throw new UsageError(`--topology must be nginx or cluster, not ${values.topology}`)
   const servers = values.servers
     .split(',')
     .filter(Boolean)
     .map((name): Server => ({ api: name.replace(/\+grown$/, '') as ApiName, grown: name === 'tandem+grown', name }))
   const unknown = servers.find((s) => !apiNames.includes(s.api) || (s.name !== s.api && !s.grown))
   if (unknown || servers.length === 0)
-    throw new Error(`--servers takes a list of ${apiNames.join(', ')}, tandem+grown, not ${values.servers}`)
+    throw new UsageError(`--servers takes a list of ${apiNames.join(', ')}, tandem+grown, not ${values.servers}`)
   if (values.topology === 'cluster' && servers.some((s) => s.api !== 'tandem'))
-    throw new Error('--servers other than tandem run behind nginx: drop --topology cluster')
+    throw new UsageError('--servers other than tandem run behind nginx: drop --topology cluster')
   const scenario = scenarios[values.scenario]
-  if (!scenario) throw new Error(`--scenario takes one of ${Object.keys(scenarios).join(', ')}, not ${values.scenario}`)
+  if (!scenario)
+    throw new UsageError(`--scenario takes one of ${Object.keys(scenarios).join(', ')}, not ${values.scenario}`)
   if (scenario.name !== 'rinha' && servers.some((s) => s.api !== 'tandem'))
-    throw new Error(`the baselines serve the Rinha routes only: --scenario ${scenario.name} takes tandem, tandem+grown`)
+    throw new UsageError(
+      `the baselines serve the Rinha routes only: --scenario ${scenario.name} takes tandem, tandem+grown`
+    )
   if (values.target && (servers.length > 1 || servers[0].grown))
-    throw new Error('--target loads one server that is already running: drop --servers')
+    throw new UsageError('--target loads one server that is already running: drop --servers')
   return {
     scenario,
     rate: positive('--rate', values.rate),
@@ -134,7 +152,7 @@ function parseOptions(): Options {
           .map((pair) => {
             const [name, ...value] = pair.split('=')
             if (!/^[A-Z_][A-Z0-9_]*$/.test(name) || value.length === 0)
-              throw new Error(`--server-env takes NAME=value pairs, not ${pair}`)
+              throw new UsageError(`--server-env takes NAME=value pairs, not ${pair}`)
             return [name, value.join('=')]
           })
       )
@@ -142,9 +160,18 @@ function parseOptions(): Options {
   }
 }
 
+/** parseArgs, its complaints (an unknown option, a missing value) as UsageErrors. */
+function parseArgsOr<T extends ParseArgsConfig>(config: T) {
+  try {
+    return parseArgs(config)
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+}
+
 function positive(flag: string, text: string): number {
   const value = Number(text)
-  if (!(value > 0) || !Number.isFinite(value)) throw new Error(`${flag} must be a positive number, not ${text}`)
+  if (!(value > 0) || !Number.isFinite(value)) throw new UsageError(`${flag} must be a positive number, not ${text}`)
   return value
 }
 
@@ -375,6 +402,8 @@ interface Life {
 
 async function main() {
   const options = parseOptions()
+  if (options === 'help') return void process.stdout.write(usage)
+  buildIfStale('bench')
   const pinning = pin()
   const life: Life = { servers: undefined }
   const abort = new AbortController()
@@ -406,6 +435,11 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    console.error(`bench: ${error.message} (npm run bench -- --help lists the options)`)
+    process.exitCode = 2
+    return
+  }
   console.error(error instanceof Error ? error.stack : error)
   process.exitCode = 1
 })

@@ -9,14 +9,14 @@
  *                            replica (dist/, mapped back to src/ by its source maps), per file in
  *                            coverage/ (text and lcov) and summed on the console
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.js'
 import { createLogger } from '../src/platform/logger.js'
-import { freshBuildVariable, staleBuild } from './helpers/build.js'
+import { buildIfStale, freshBuildVariable } from './helpers/build.js'
 import { projectRoot } from './helpers/processes.js'
 
 const roots = ['src', 'test']
@@ -32,17 +32,8 @@ function testFiles(): string[] {
     .sort()
 }
 
-/** `npm test` has just built; `tsx test/run.ts` after an edit has not, and would test the old code. */
-function ensureFreshBuild() {
-  const stale = staleBuild()
-  if (!stale) return
-  console.log(`test: ${stale}; building`)
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: projectRoot, stdio: 'inherit' })
-  if (build.status !== 0) throw new Error(`test: the build failed (exit ${build.status ?? build.signal})`)
-}
-
 async function main() {
-  ensureFreshBuild()
+  buildIfStale('test')
   let adminUrl = process.env.DATABASE_URL
   let embedded: EmbeddedServer | undefined
   let dataDir: string | undefined

@@ -1,7 +1,9 @@
 /**
  * Spawned replicas run dist/, not src/: after an edit, a test of a process would silently test the
- * build before it. `npm test` (test/run.ts) builds first; a file run alone is stopped here instead.
+ * build before it. `npm test` (test/run.ts) and the benchmarks build first when dist/ is stale; a test
+ * file run alone is stopped here instead.
  */
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { mainScript, projectRoot } from './processes.js'
@@ -48,4 +50,13 @@ export function assertFreshBuild() {
     )
   }
   checked = true
+}
+
+/** Builds dist/ when it is older than its sources (`npm test` after an edit, `npm run bench`); says why. */
+export function buildIfStale(who: string) {
+  const stale = staleBuild()
+  if (!stale) return
+  console.log(`${who}: ${stale}; building`)
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: projectRoot, stdio: 'inherit' })
+  if (build.status !== 0) throw new Error(`${who}: the build failed (exit ${build.status ?? build.signal})`)
 }
