@@ -1,10 +1,39 @@
-import cookie from '@fastify/cookie'
+import { parseCookie, stringifySetCookie } from 'cookie'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
 import { ErrorBody, Forbidden, Unauthorized, within } from './errors.js'
 
 export const sessionCookie = 'tandem_session'
+
+/**
+ * The session cookie on an answer: HttpOnly, SameSite=Lax, for the whole site, Secure as asked. Set
+ * here, not by a cookie plugin: its two hooks (parse every request's cookies, write them out on every
+ * answer) ran on every request of every route, for the few routes that use this one cookie.
+ */
+export function setSessionCookie(
+  reply: FastifyReply,
+  token: string,
+  { secure, expires }: { secure: boolean; expires: Date }
+) {
+  reply.header(
+    'set-cookie',
+    stringifySetCookie({
+      name: sessionCookie,
+      value: token,
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure,
+      expires
+    })
+  )
+}
+
+/** Tells the browser to drop the session cookie. */
+export function clearSessionCookie(reply: FastifyReply) {
+  setSessionCookie(reply, '', { secure: false, expires: new Date(0) })
+}
 
 /** Who made a request with a live session. */
 export type Caller = { id: number; email: string }
@@ -73,7 +102,6 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS'])
  */
 export const authPlugin = fp(
   async (app: FastifyInstance, { sessions, config }: AuthOptions) => {
-    await app.register(cookie)
     const publicHost = config.publicUrl === undefined ? undefined : new URL(config.publicUrl).host
     app.decorateRequest('user', null)
     app.decorateRequest('sessionToken', null)
@@ -220,7 +248,8 @@ function sessionEnds(
 function presentedToken(request: FastifyRequest): { token: string | undefined; ambient: boolean } {
   const bearer = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
   if (bearer) return { token: bearer, ambient: false }
-  return { token: request.cookies[sessionCookie], ambient: true }
+  const cookies = request.headers.cookie
+  return { token: cookies ? parseCookie(cookies)[sessionCookie] : undefined, ambient: true }
 }
 
 function isCrossSiteWrite(request: FastifyRequest, publicHost: string | undefined): boolean {

@@ -414,6 +414,8 @@ describe('sessions', () => {
     const out = await request(a.url, 'DELETE', '/api/sessions', { headers: user.bearer })
 
     assert.equal(out.status, 204)
+    const cleared = out.headers.get('set-cookie') ?? ''
+    assert.match(cleared, /^tandem_session=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/)
     assert.equal((await request(b.url, 'GET', '/api/sessions', { headers: user.bearer })).status, 401)
     assert.equal((await request(b.url, 'GET', '/api/sessions', { headers: user.cookie })).status, 401)
     assert.deepEqual([...(await db.sql`select 1 from sessions where user_id = ${user.userId}`)], [])

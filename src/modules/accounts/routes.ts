@@ -31,7 +31,7 @@ import {
   RotatedSession,
   User
 } from './schema.js'
-import { sessionCookie } from '../../platform/auth.js'
+import { clearSessionCookie, setSessionCookie } from '../../platform/auth.js'
 
 export interface AccountsOptions {
   sql: Sql
@@ -58,12 +58,12 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
 
   // Secure as the browser's own scheme by default: a Secure cookie sent over plain HTTP is dropped by
   // the browser, and the login would silently loop (the web UI checks and says so, should it be forced).
-  const setSessionCookie = (reply: FastifyReply, { token, expiresAt }: { token: string; expiresAt: Date }) => {
+  const giveSessionCookie = (reply: FastifyReply, { token, expiresAt }: { token: string; expiresAt: Date }) => {
     const https = reply.request.protocol === 'https'
     const secure = config.cookieSecure === 'auto' ? https : config.cookieSecure
     if (secure && !https)
       reply.request.log.warn('COOKIE_SECURE=true over plain HTTP: the browser will not keep the session cookie')
-    reply.setCookie(sessionCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure, expires: expiresAt })
+    setSessionCookie(reply, token, { secure, expires: expiresAt })
   }
 
   const logins = new Counter({
@@ -160,7 +160,7 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
       }
       const session = await openSession(sql, login.id, config.sessionTtlMs)
       logins.inc({ outcome: 'ok' })
-      setSessionCookie(reply, session)
+      giveSessionCookie(reply, session)
       return reply
         .code(201)
         .send({ token: session.token, userId: login.id, expiresAt: session.expiresAt.toISOString() })
@@ -192,7 +192,7 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
     },
     async (request, reply) => {
       await closeSession(sql, request.sessionToken!)
-      reply.clearCookie(sessionCookie, { path: '/' })
+      clearSessionCookie(reply)
       return reply.code(204).send(null)
     }
   )
@@ -261,7 +261,7 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
       if (!valid) {
         // A stolen token gets a few guesses, not one a minute for as long as the session lives.
         if (await countPasswordFailure(sql, token, config.passwordChangeMaxFailures)) {
-          reply.clearCookie(sessionCookie, { path: '/' })
+          clearSessionCookie(reply)
           throw new Unauthorized('too many wrong passwords: the session has ended, log in again')
         }
         throw new Forbidden('the current password is wrong')
@@ -275,7 +275,7 @@ const routes: FastifyPluginAsyncTypebox<AccountsOptions> = async (app, { sql, co
         config.sessionTtlMs
       )
       if (!session) throw new Forbidden('the password was changed meanwhile; the current password is wrong')
-      setSessionCookie(reply, session)
+      giveSessionCookie(reply, session)
       return reply.code(200).send({ token: session.token, userId, expiresAt: session.expiresAt.toISOString() })
     }
   )
