@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import postgres from 'postgres'
 import { removeDataDir, startStoppableDatabase } from '../helpers/postgres.js'
 import { isGone, killGroup } from '../helpers/processes.js'
-import { spawnServer, type ServerProcess } from '../helpers/servers.js'
+import { logLines, spawnServer, type ServerProcess } from '../helpers/servers.js'
 import { until } from '../helpers/wait.js'
 import { target, type Target } from './transport.js'
 
@@ -84,16 +84,7 @@ export async function startReplica(name: string, env: Record<string, string>): P
  * should cause; anything else (a 500, an error no request was answered with) is not.
  */
 export function loggedErrors(replica: Replica): { refusals: number; unexpected: string[] } {
-  const lines = replica
-    .output()
-    .split('\n')
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as { level?: number; reqId?: string; msg?: string; status?: number }]
-      } catch {
-        return []
-      }
-    })
+  const lines = logLines(replica.output()) as Array<{ level?: number; reqId?: string; msg?: string; status?: number }>
   const status = new Map(
     lines.filter((line) => line.msg === 'request' && line.reqId).map((line) => [line.reqId, line.status])
   )
@@ -113,18 +104,9 @@ export function loggedErrors(replica: Replica): { refusals: number; unexpected: 
 /** What the replica logged for one request (by its x-request-id) at warning level or above: why it refused it. */
 export function loggedCause(replica: Replica, reqId: unknown): string {
   if (typeof reqId !== 'string') return 'no request id'
-  const causes = replica
-    .output()
-    .split('\n')
-    .filter((line) => line.includes(`"reqId":"${reqId}"`))
-    .flatMap((line) => {
-      try {
-        const { level, err, msg } = JSON.parse(line) as { level?: number; err?: unknown; msg?: string }
-        return (level ?? 0) >= 40 ? [`${msg}: ${typeof err === 'string' ? err : JSON.stringify(err)}`] : []
-      } catch {
-        return []
-      }
-    })
+  const causes = (logLines(replica.output()) as Array<{ level?: number; reqId?: unknown; err?: unknown; msg?: string }>)
+    .filter((line) => line.reqId === reqId && (line.level ?? 0) >= 40)
+    .map(({ err, msg }) => `${msg}: ${typeof err === 'string' ? err : JSON.stringify(err)}`)
   return causes.join(' / ').slice(0, 300) || 'nothing logged'
 }
 
