@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createTcpServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
 import { chromiumSkipReason, launchChromium } from './helpers/browser.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
-import { launch, mainScript } from './helpers/processes.js'
+import { launch, mainScript, projectRoot } from './helpers/processes.js'
 import { startReplica, type AppReplica } from './helpers/servers.js'
+import { until } from './helpers/wait.js'
 
 /**
  * What Gatling 3 sends for rinha at `timeScale`, worked out here from its injection rules, apart
@@ -47,6 +51,12 @@ async function loadtest(args: string[], timeoutMs = 45_000): Promise<Run> {
   const code = await child.exited
   clearTimeout(timer)
   return { code, output: child.output() }
+}
+
+/** script(1), from util-linux, runs a command on a pseudo-terminal; without it the terminal case is skipped, loudly. */
+function scriptSkipReason(): string | undefined {
+  if (spawnSync('script', ['--version']).status === 0) return undefined
+  return 'script(1) (util-linux) is not installed: the progress line on a terminal is not checked'
 }
 
 /** Round robin per connection: each virtual user opens its own, so requests alternate replicas. */
@@ -284,6 +294,52 @@ describe('tandem loadtest', () => {
       await browser.close()
     }
   })
+
+  test(
+    'On a terminal, Then the progress line is rewritten in place and Ctrl-C stops the load and still reports',
+    {
+      skip: scriptSkipReason()
+    },
+    async () => {
+      // A fresh ledger: the validation phase expects the balances the Rinha starts from.
+      await db.sql`delete from transacoes`
+      await db.sql`update clientes set saldo = 0`
+      // script(1) runs the command on a pseudo-terminal: stderr is a TTY, and a ^C typed into it is the
+      // terminal's SIGINT to the load test, as a user's Ctrl-C is.
+      const command = [
+        process.execPath,
+        mainScript,
+        'loadtest',
+        'rinha',
+        '--target',
+        balancer.url,
+        '--time-scale',
+        '0.2'
+      ]
+      const child = spawn('script', ['-qfec', command.join(' '), '/dev/null'], {
+        cwd: projectRoot,
+        stdio: ['pipe', 'pipe', 'pipe']
+      })
+      let output = ''
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+      const exited = once(child, 'exit')
+      // Each update starts at the line's beginning and erases it (CR, then ESC [2K), never after a newline.
+      const progressLine = /^\d+\.\d\/\d+\.\d s {2}\d+ req\/s {2}p99 [\d.]+ ms {2}errors \d+ {2}in flight \d+/
+      const rewrites = () => output.split('\r\x1b[2K').filter((part) => progressLine.test(part))
+      try {
+        await until(() => rewrites().length >= 3, 'three progress rewrites of the load phase', 30_000)
+        child.stdin.write('\x03')
+        const [code] = await Promise.race([exited, sleep(15_000).then(() => ['still running after Ctrl-C'])])
+        assert.equal(code, 130, output)
+      } finally {
+        child.kill('SIGKILL')
+      }
+      assert.ok(!/\n\d+\.\d\/\d+\.\d s {2}\d+ req\/s/.test(output), `a plain progress line on a terminal:\n${output}`)
+      assert.match(output, /interrupted: no new requests/)
+      assert.match(output, /débitos +\d+ +\d+/, 'the summary table after Ctrl-C')
+    }
+  )
 
   for (const mode of ['below-limit', 'lying-statement'] as const) {
     test(`When the server breaks the contract (${mode}), Then the load test fails with exit 1`, async () => {
