@@ -35,6 +35,8 @@ export interface ServerReport {
   driverCpuS: number
   /** Busy time of every CPU of the machine over the window: what is neither server nor driver is someone else's. */
   machineBusyS: number
+  /** Of machineBusyS, the time the hypervisor ran other guests on this machine's virtual CPUs. */
+  stealS: number
   wallS: number
   samples: number
 }
@@ -71,7 +73,7 @@ export function sampleProcesses(roots: () => number[], everyMs = 200): { stop():
     peakTotalRssKb = Math.max(peakTotalRssKb, sum([...totals.values()]))
     samples++
   }
-  const started = { wall: performance.now(), cpu: process.cpuUsage(), busy: machineBusyS() }
+  const started = { wall: performance.now(), cpu: process.cpuUsage(), ...machineTimes() }
   sample()
   const timer = setInterval(sample, everyMs)
   return {
@@ -87,7 +89,8 @@ export function sampleProcesses(roots: () => number[], everyMs = 200): { stop():
         endPssTotalKb: sum(processes.map((p) => p.endPssKb ?? 0)),
         cpuTotalS: sum(processes.map((p) => p.cpuS)),
         driverCpuS: (cpu.user + cpu.system) / 1e6,
-        machineBusyS: machineBusyS() - started.busy,
+        machineBusyS: machineTimes().busyS - started.busyS,
+        stealS: machineTimes().stealS - started.stealS,
         wallS: (performance.now() - started.wall) / 1000,
         samples
       }
@@ -188,15 +191,15 @@ function readPss(pid: number): number | undefined {
   return kb ? Number.parseInt(kb, 10) : undefined
 }
 
-/** All CPUs: everything but idle and iowait, from the first line of /proc/stat. */
-function machineBusyS(): number {
+/** All CPUs, from the first line of /proc/stat: busy is everything but idle and iowait, steal included. */
+function machineTimes(): { busyS: number; stealS: number } {
   const [user, nice, system, , , irq, softirq, steal] = (readProc('/proc/stat') ?? '')
     .split('\n')[0]
     .trim()
     .split(/\s+/)
     .slice(1)
     .map(Number)
-  return (user + nice + system + irq + softirq + steal) / ticksPerSecond
+  return { busyS: (user + nice + system + irq + softirq + steal) / ticksPerSecond, stealS: steal / ticksPerSecond }
 }
 
 function kindOf(name: string, pid: number): ProcessKind {
@@ -245,6 +248,8 @@ export function summarizeServer(server: ServerReport) {
       driver: round(server.driverCpuS),
       // Anything else busy on the machine meanwhile (other tests, the system) shares the cores.
       others: round(Math.max(0, server.machineBusyS - server.cpuTotalS - server.driverCpuS)),
+      // Part of others: CPU time the hypervisor gave to other guests (a noisy neighbour slows everything).
+      steal: round(server.stealS),
       wall: round(server.wallS)
     },
     byKind: Object.fromEntries(
@@ -272,7 +277,7 @@ export function summarizeServer(server: ServerReport) {
 export function serverText(s: ServerSummary): string[] {
   const { cpuS } = s
   const lines = [
-    `CPU s         server ${cpuS.server}, driver ${cpuS.driver}, others ${cpuS.others} (in ${cpuS.wall} s of wall time)`
+    `CPU s         server ${cpuS.server}, driver ${cpuS.driver}, others ${cpuS.others} of which steal ${cpuS.steal} (in ${cpuS.wall} s of wall time)`
   ]
   if (cpuS.others > cpuS.wall * 0.1)
     lines.push('  !!! other processes were busy on this machine during the run: the figures are disturbed')
