@@ -19,6 +19,7 @@ import { startNginx } from '../test/helpers/nginx.js'
 import { removeDataDir } from '../test/helpers/postgres.js'
 import { launch, stopLaunched, waitForLine, waitHealthy, type Launched } from '../test/helpers/processes.js'
 import { launchMain } from '../test/helpers/servers.js'
+import { rinhaNodeOptions } from './topology.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { values } = parseArgs({
@@ -111,18 +112,20 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
         {
           // As deploy/compose.rinha.yaml runs a replica.
           NODE_ENV: 'production',
-          NODE_OPTIONS: '--max-old-space-size=96',
+          NODE_OPTIONS: rinhaNodeOptions(),
           ...(values.nginx && { TRUST_PROXY: '1' }),
           ...pool,
           ...common,
           ...Object.fromEntries(
             [...values['tandem-env']!.split(','), ...(name.split(':')[1]?.split(';') ?? [])]
               .filter(Boolean)
-              .map((pair) => pair.split('='))
+              // At the first '=': a value may hold more (NODE_OPTIONS=--max-semi-space-size=8).
+              .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])
           )
         }
       )
     : start(name, [process.execPath, 'bench/baseline/server.mjs'], {
+        NODE_OPTIONS: rinhaNodeOptions(),
         ...common,
         ...pool,
         ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os, { tmpdir } from 'node:os'
 import path from 'node:path'
+import { parse } from 'yaml'
 import { startNginx, type NginxProcess } from '../test/helpers/nginx.js'
 import { embeddedUrl, readPostmaster, removeDataDir } from '../test/helpers/postgres.js'
 import {
@@ -10,6 +11,7 @@ import {
   hasExited,
   isGone,
   launch,
+  projectRoot,
   signalGroup,
   stopLaunched,
   waitForLine,
@@ -22,6 +24,19 @@ export { nginxBinary } from '../test/helpers/nginx.js'
 export { projectRoot } from '../test/helpers/processes.js'
 
 export type TopologyName = 'nginx' | 'cluster'
+
+/**
+ * NODE_OPTIONS of the API replicas in deploy/compose.rinha.yaml (heap and young-generation sizes):
+ * the bench runs Tandem's processes as the submission runs them, and the baseline's the same way.
+ */
+export function rinhaNodeOptions(): string {
+  const compose = parse(readFileSync(path.join(projectRoot, 'deploy/compose.rinha.yaml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { environment?: Record<string, string> }>
+  }
+  const options = compose.services.api01?.environment?.NODE_OPTIONS
+  if (!options) throw new Error('deploy/compose.rinha.yaml: api01 has no NODE_OPTIONS')
+  return options
+}
 
 /**
  * What answers behind nginx: Tandem's `serve`, or bench/baseline/server.mjs (node:http + postgres.js,
@@ -189,6 +204,7 @@ export class ServerSide {
         LOG_LEVEL: 'warn',
         HOST: '127.0.0.1',
         DATABASE_POOL_MAX: String(this.poolMax),
+        NODE_OPTIONS: rinhaNodeOptions(),
         ...this.appEnv,
         ...env
       },
@@ -211,6 +227,8 @@ export class ServerSide {
           HOST: '127.0.0.1',
           DATABASE_URL: this.databaseUrl,
           DATABASE_POOL_MAX: String(this.poolMax),
+          // The same V8 sizes as Tandem's replicas: the comparison is of the code, not of the flags.
+          NODE_OPTIONS: rinhaNodeOptions(),
           ...(unlogged && { UNLOGGED: '1' })
         },
         cpus: this.cpus,
