@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { statSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { describe, test } from 'node:test'
 import { mainScript, projectRoot } from './helpers/processes.js'
 
 /** `npm run bench -- …args`, as a user types it, from the project's root. */
-function bench(args: string[]) {
+function bench(args: string[], timeoutMs = 120_000) {
   const run = spawnSync('npm', ['run', 'bench', '--silent', '--', ...args], {
     cwd: projectRoot,
     encoding: 'utf8',
-    timeout: 120_000
+    timeout: timeoutMs
   })
   return { code: run.status, stdout: run.stdout, output: `${run.stdout}${run.stderr}` }
 }
@@ -25,11 +26,31 @@ describe('npm run bench', () => {
   })
 
   test('an unknown option or a bad value is named, with exit 2 and no stack trace', () => {
-    for (const args of [['--bogus'], ['--servers', 'nope'], ['--rate', 'x']]) {
+    for (const args of [['--bogus'], ['--servers', 'nope'], ['--rate', 'x'], ['--rounds', '0'], ['--rounds', '1.5']]) {
       const bad = bench(args)
       assert.equal(bad.code, 2, `${args.join(' ')}: ${bad.output}`)
       assert.match(bad.output, /^bench: /m, `${args.join(' ')}: ${bad.output}`)
       assert.doesNotMatch(bad.output, /\n\s+at /, `${args.join(' ')}: a stack trace\n${bad.output}`)
     }
+  })
+
+  test('--rounds 2 runs the servers twice, the order rotated, and compares their medians', () => {
+    const leftovers = () => readdirSync(tmpdir()).filter((name) => name.startsWith('tandem-'))
+    const before = new Set(leftovers())
+    const run = bench(['--servers', 'tandem,baseline', '--rounds', '2', '--duration-scale', '0.02'], 300_000)
+    assert.equal(run.code, 0, run.output)
+    assert.match(run.stdout, /^round 1 of 2: tandem, baseline$/m, run.output)
+    assert.match(run.stdout, /^round 2 of 2: baseline, tandem$/m, run.output)
+    const table = run.stdout.slice(run.stdout.indexOf('\ncomparison'))
+    assert.match(table, /medians over 2 rounds/, run.output)
+    // Each run on a line of its own, then one line of medians per server with its ratios.
+    assert.equal(table.match(/^ {2}(tandem|baseline) #[12] /gm)?.length, 4, table)
+    assert.match(table, /^ {2}tandem {2,}\d+/m, table)
+    assert.match(table, /^ {4}\/ baseline +[\d.]+× +[\d.]+×/m, table)
+    // Every directory the four topologies made is gone.
+    assert.deepEqual(
+      leftovers().filter((name) => !before.has(name)),
+      []
+    )
   })
 })
