@@ -54,6 +54,8 @@ first when it is older than src/ or web/.
   --seed N            seed of the load's random choices
   --pool-max N        DATABASE_POOL_MAX of each API process (default 4, as deploy/compose.rinha.yaml)
   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
+  --rounds N          runs the --servers list N times, its order rotated each round, and compares each
+                      server's medians (default 1): single runs of one server differ by up to 1.5× at p99
   -h, --help          this text
 
 Writes bench/results/<time>-<scenario>-<server>.json and .html. Ctrl-C stops the load, prints what it
@@ -84,6 +86,7 @@ interface Options {
   seed: number
   poolMax: number
   serverEnv: Record<string, string>
+  rounds: number
 }
 
 /**
@@ -110,7 +113,8 @@ function parseOptions(): Options | 'help' {
       target: { type: 'string' },
       seed: { type: 'string', default: '1' },
       'pool-max': { type: 'string', default: '4' },
-      'server-env': { type: 'string', default: '' }
+      'server-env': { type: 'string', default: '' },
+      rounds: { type: 'string', default: '1' }
     }
   })
   if (values.help) return 'help'
@@ -146,6 +150,7 @@ function parseOptions(): Options | 'help' {
     target: values.target?.replace(/\/$/, ''),
     seed: Math.round(positive('--seed', values.seed)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
+    rounds: wholeNumber('--rounds', values.rounds),
     serverEnv: {
       ...scenarioEnv[scenario.name],
       ...Object.fromEntries(
@@ -175,6 +180,12 @@ function parseArgsOr<T extends ParseArgsConfig>(config: T) {
 function positive(flag: string, text: string): number {
   const value = Number(text)
   if (!(value > 0) || !Number.isFinite(value)) throw new UsageError(`${flag} must be a positive number, not ${text}`)
+  return value
+}
+
+function wholeNumber(flag: string, text: string): number {
+  const value = positive(flag, text)
+  if (!Number.isInteger(value)) throw new UsageError(`${flag} must be a whole number, not ${text}`)
   return value
 }
 
@@ -369,10 +380,11 @@ function shareUnder(figures: Figures, slaMs: number): number {
  * The runs side by side, each figure also as a ratio to the references that ran: the durable
  * baseline, the UNLOGGED one, and Tandem on a fresh database (for tandem+grown).
  */
+/**
+ * The runs side by side. A server that ran more than once (--rounds, or named twice in --servers)
+ * gets one line per run, then one line of medians; the ratios are between those medians.
+ */
 function printComparison(runs: Run[], options: Options) {
-  const references = ['baseline', 'unlogged', 'tandem']
-    .map((name) => runs.find((run) => run.server.name === name))
-    .filter((run): run is Run => run !== undefined)
   const figures = (run: Run) => {
     const { requests, latencyMs, groups, findMax } = run.report.loadtest
     return {
@@ -389,21 +401,48 @@ function printComparison(runs: Run[], options: Options) {
   }
   const keys = Object.keys(figures(runs[0]))
   const ratioKeys = keys.filter((key) => !['requests', 'ko', 'under'].includes(key))
+  const names = [...new Set(runs.map((run) => run.server.name))]
+  const rows = names.map((name) => {
+    const own = runs.filter((run) => run.server.name === name).map(figures)
+    return { name, runs: own, figures: Object.fromEntries(keys.map((k) => [k, median(own.map((f) => f[k]))])) }
+  })
+  const references = ['baseline', 'unlogged', 'tandem']
+    .map((name) => rows.find((row) => row.name === name))
+    .filter((row) => row !== undefined)
+  const repeated = runs.length > names.length
   console.log(
     `\ncomparison (same run, same harness; "under": % of answers within ${options.slaMs} ms)` +
-      (references.length ? `\nratios: this / ${references.map((r) => r.server.name).join(', this / ')}` : '')
+      (repeated
+        ? `\nmedians over ${options.rounds > 1 ? `${options.rounds} rounds` : 'the runs of each server'}`
+        : '') +
+      (references.length ? `\nratios: this / ${references.map((r) => r.name).join(', this / ')}` : '')
   )
   const width = 14
-  console.log(`  ${'server'.padEnd(14)}${keys.map((k) => k.padStart(width)).join('')}`)
-  for (const run of runs) {
-    const f = figures(run)
-    console.log(`  ${run.server.name.padEnd(14)}${keys.map((k) => String(f[k]).padStart(width)).join('')}`)
-    for (const reference of references.filter((r) => r !== run)) {
-      const to = figures(reference)
-      const cells = keys.map((k) => (ratioKeys.includes(k) ? `${(f[k] / to[k]).toFixed(2)}×` : '').padStart(width))
-      console.log(`  ${`  / ${reference.server.name}`.padEnd(14)}${cells.join('')}`)
+  const line = (label: string, cells: string[]) => console.log(`  ${label.padEnd(14)}${cells.join('')}`)
+  const values = (f: Record<string, number>) => keys.map((k) => String(f[k]).padStart(width))
+  line(
+    'server',
+    keys.map((k) => k.padStart(width))
+  )
+  if (repeated) for (const row of rows) row.runs.forEach((f, i) => line(`${row.name} #${i + 1}`, values(f)))
+  for (const row of rows) {
+    line(row.name, values(row.figures))
+    for (const reference of references.filter((r) => r !== row)) {
+      const to = reference.figures
+      const cells = keys.map((k) =>
+        (ratioKeys.includes(k) ? `${(row.figures[k] / to[k]).toFixed(2)}×` : '').padStart(width)
+      )
+      line(`  / ${reference.name}`, cells)
     }
   }
+}
+
+function median(values: number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return Number.NaN
+  const middle = Math.floor(sorted.length / 2)
+  const value = sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+  return Math.round(value * 100) / 100
 }
 
 interface Life {
@@ -436,10 +475,16 @@ async function main() {
   // Whatever way this process ends, nothing it started outlives it.
   process.on('exit', () => life.servers?.killNow())
   const runs: Run[] = []
-  for (const server of options.servers) {
-    if (abort.signal.aborted) break
-    const run = await runOnce(options, server, pinning, abort.signal, life)
-    if (run) runs.push(run)
+  for (let round = 0; round < options.rounds && !abort.signal.aborted; round++) {
+    // Each server takes each place in turn: a machine that drifts over the rounds favours none of them.
+    const order = options.servers.map((_, i) => options.servers[(i + round) % options.servers.length])
+    if (options.rounds > 1)
+      console.log(`round ${round + 1} of ${options.rounds}: ${order.map((s) => s.name).join(', ')}`)
+    for (const server of order) {
+      if (abort.signal.aborted) break
+      const run = await runOnce(options, server, pinning, abort.signal, life)
+      if (run) runs.push(run)
+    }
   }
   if (runs.length > 1) printComparison(runs, options)
 }
