@@ -120,7 +120,10 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
             [...values['tandem-env']!.split(','), ...(name.split(':')[1]?.split(';') ?? [])]
               .filter(Boolean)
               // At the first '=': a value may hold more (NODE_OPTIONS=--max-semi-space-size=8).
-              .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])
+              .map((pair) => {
+                const at = pair.indexOf('=')
+                return [pair.slice(0, at), pair.slice(at + 1)]
+              })
           )
         }
       )

@@ -82,6 +82,7 @@ export function sampleProcesses(roots: () => number[], everyMs = 200): { stop():
       sample()
       const processes = [...tracked.values()].map(figures)
       const cpu = process.cpuUsage(started.cpu)
+      const machine = machineTimes()
       return {
         processes,
         byKind: byKind(processes, kindPeaks),
@@ -89,8 +90,8 @@ export function sampleProcesses(roots: () => number[], everyMs = 200): { stop():
         endPssTotalKb: sum(processes.map((p) => p.endPssKb ?? 0)),
         cpuTotalS: sum(processes.map((p) => p.cpuS)),
         driverCpuS: (cpu.user + cpu.system) / 1e6,
-        machineBusyS: machineTimes().busyS - started.busyS,
-        stealS: machineTimes().stealS - started.stealS,
+        machineBusyS: machine.busyS - started.busyS,
+        stealS: machine.stealS - started.stealS,
         wallS: (performance.now() - started.wall) / 1000,
         samples
       }

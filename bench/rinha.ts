@@ -378,11 +378,9 @@ function shareUnder(figures: Figures, slaMs: number): number {
 
 /**
  * The runs side by side, each figure also as a ratio to the references that ran: the durable
- * baseline, the UNLOGGED one, and Tandem on a fresh database (for tandem+grown).
- */
-/**
- * The runs side by side. A server that ran more than once (--rounds, or named twice in --servers)
- * gets one line per run, then one line of medians; the ratios are between those medians.
+ * baseline, the UNLOGGED one, and Tandem on a fresh database (for tandem+grown). A server that ran
+ * more than once (--rounds, or named twice in --servers) gets one line per run, then one line of
+ * medians; the ratios are between those medians.
  */
 function printComparison(runs: Run[], options: Options) {
   const figures = (run: Run) => {

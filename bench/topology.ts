@@ -30,6 +30,12 @@ export type TopologyName = 'nginx' | 'cluster'
  * the bench runs Tandem's processes as the submission runs them, and the baseline's the same way.
  */
 export function rinhaNodeOptions(): string {
+  return (nodeOptions ??= readRinhaNodeOptions())
+}
+
+let nodeOptions: string | undefined
+
+function readRinhaNodeOptions(): string {
   const compose = parse(readFileSync(path.join(projectRoot, 'deploy/compose.rinha.yaml'), 'utf8'), { merge: true }) as {
     services: Record<string, { environment?: Record<string, string> }>
   }
