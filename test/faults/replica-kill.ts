@@ -19,6 +19,8 @@ import { judgeAnswers, verify } from './verify.js'
 import { during, Load, slowest, statusCounts, type WriteRecord } from './workload.js'
 
 const boundMs = 10_000
+/** The advisory lock the slowed writes' commits wait on while the test holds it. */
+const commitGate = 7_300_001
 
 /**
  * The contract at its simplest, before any fault: the same request with the same key on the other
@@ -126,13 +128,21 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
   // - credits of A held on a row lock (client 4, which the load leaves alone) across the kill: inside
   //   PostgreSQL, key claimed, when A dies; their retries find the key in use until PostgreSQL has
   //   rolled them back, then apply them;
-  // - writes of A caught in their COMMIT (a deferred trigger of the test's own makes the commit of
-  //   a sign-in and some increments take 300 ms), and SIGSTOP of A meanwhile: PostgreSQL commits them
-  //   while A answers nobody, so they are applied with their answers lost, for the retries to replay
-  //   (a bare kill -9 leaves that window to chance: it is a millisecond wide);
+  // - writes of A caught in their COMMIT (a deferred trigger of the test's own holds the commit of a
+  //   sign-in and some increments on an advisory lock the test holds), SIGSTOP of A, then the lock
+  //   let go: PostgreSQL commits them while A answers nobody, so they are applied with their answers
+  //   lost, for the retries to replay (a bare kill -9 leaves that window to chance: it is a
+  //   millisecond wide; a fixed 300 ms sleep in the commit did too, when the seven writes did not
+  //   reach their commits within 300 ms of each other under a loaded CI);
   // - then kill -9 of A's process group.
-  await db.sql`create function faults_slow_commit() returns trigger language plpgsql as $$
-    begin perform pg_sleep(0.3); return null; end $$`
+  // The commit waits for the gate with no lock timeout of its own (A's 5 s would roll it back);
+  // A's statement timeout still bounds it.
+  await db.sql.unsafe(`create function faults_slow_commit() returns trigger language plpgsql as $$
+    begin
+      perform set_config('lock_timeout', '0', true);
+      perform pg_advisory_xact_lock_shared(${commitGate});
+      return null;
+    end $$`)
   await db.sql`create constraint trigger faults_slow_registration after insert on registrations
     deferrable initially deferred for each row when (new.nmec >= 5000000) execute function faults_slow_commit()`
   await db.sql`create constraint trigger faults_slow_increment after insert or update on increments
@@ -157,6 +167,8 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
   })
   load.start()
   const locker = await db.sql.reserve()
+  const gate = await db.sql.reserve()
+  let gateOpen = false
   let held: Array<Promise<WriteRecord>> = []
   let committing: Array<Promise<WriteRecord>> = []
   try {
@@ -176,6 +188,7 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
     // Increments on keys of their own, and one sign-in: every sign-in from one address locks the
     // address's row of the unknown-sheet limit until its transaction ends, so a second slowed one
     // would only queue behind the first.
+    await gate`select pg_advisory_lock(${commitGate})`
     committing = Array.from(
       { length: 7 },
       (_, i) =>
@@ -186,15 +199,17 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
     )
     await until(
       async () => {
-        const [{ sleeping }] = await db.sql<{ sleeping: number }[]>`
-        select count(*)::int as sleeping from pg_stat_activity where application_name = 'tandem' and wait_event = 'PgSleep'`
-        return sleeping >= committing.length
+        const [{ gated }] = await db.sql<{ gated: number }[]>`
+        select count(*)::int as gated from pg_stat_activity where application_name = 'tandem' and wait_event = 'advisory'`
+        return gated >= committing.length
       },
       'the slowed writes to be in their commit',
       10_000
     )
     frozenAt = Date.now()
     process.kill(a.child.pid!, 'SIGSTOP')
+    await gate`select pg_advisory_unlock(${commitGate})`
+    gateOpen = true
     await sleep(400)
     killedAt = Date.now()
     killGroup(a.child)
@@ -205,7 +220,9 @@ export async function replicaKill(log: (line: string) => void): Promise<Scenario
     await sleep(2500)
   } finally {
     if (!releasedAt) await locker`rollback`.catch(() => {})
+    if (!gateOpen) await gate`select pg_advisory_unlock_all()`.catch(() => {})
     locker.release()
+    gate.release()
     await load.stop()
   }
   const heldWrites = await Promise.all(held)
