@@ -295,6 +295,48 @@ describe('POST /increment when PostgreSQL is locked or slow', () => {
     }
   })
 
+  test('a row lock taken while two replicas batch its key with another: the other key is acknowledged within its deadline from the first moment on', async () => {
+    // Each replica's batches hold the other key's row while they wait on the locked one; until the
+    // locked key is known to be contended, a batch that goes stale is followed by another.
+    const pools = [0, 1].map(() => createSql(db.url, { statementTimeoutMs: 5000, lockTimeoutMs: 1000 }))
+    const options = { windowMs: 2, queueMax: 1000, maxLagMs: 1000, lockTimeoutMs: 1000 }
+    const batchers = pools.map((pool) => incrementBatcher(pool, options))
+    const rounds = 6
+    const refused: string[] = []
+    const slowest: number[] = []
+    try {
+      for (let round = 0; round < rounds; round++) {
+        const [locked, free] = [`onset-locked-${round}`, `onset-free-${round}`]
+        await db.sql`insert into increments (key, value) values (${locked}, 0), (${free}, 0)`
+        const releaseLock = await db.holdLock((tx) => tx`select 1 from increments where key = ${locked} for update`)
+        const answers: Array<Promise<number>> = []
+        const frees: Array<Promise<number>> = []
+        for (let tick = 0; tick < 60; tick++) {
+          for (const increments of batchers) {
+            answers.push(increments.add(locked, 1).catch(() => -1))
+            const sentAt = performance.now()
+            frees.push(
+              increments.add(free, 1).then(
+                () => performance.now() - sentAt,
+                (error: unknown) => {
+                  refused.push(`round ${round}, tick ${tick}: ${String(error)}`)
+                  return performance.now() - sentAt
+                }
+              )
+            )
+          }
+          await sleep(10)
+        }
+        slowest.push(Math.round(Math.max(...(await Promise.all(frees)))))
+        await releaseLock()
+        await Promise.all(answers)
+      }
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end({ timeout: 5 })))
+    }
+    assert.deepEqual(refused, [], `slowest acknowledgement of the other key in each round: ${slowest.join(', ')} ms`)
+  })
+
   test('when every batch is stuck, an increment still queued at its deadline gets 503 and leaves the queue; nothing is written', async () => {
     // Deadline: INCREMENT_MAX_LAG_MS + DATABASE_STATEMENT_TIMEOUT_MS = 1.25 s.
     const env = { INCREMENT_MAX_LAG_MS: '250', DATABASE_STATEMENT_TIMEOUT_MS: '1000' }
