@@ -62,10 +62,11 @@ const refusals: Record<Refusal, string> = {
  *
  * Batches go one at a time while they commit promptly (the batching factor comes from the commit
  * latency); one running longer than staleMs no longer holds the next back, up to maxFlights. A row
- * locked elsewhere fails its statement after lockTimeoutMs instead of the statement timeout; the
- * batch re-runs key by key so the other keys commit, and the locked key (contended) goes on in
- * batches of its own, retried until its increments' deadlines, kept apart from the other keys until
- * it commits or goes quiet.
+ * locked elsewhere fails its statement after lockTimeoutMs instead of the statement timeout (a batch
+ * of several keys, which holds its other rows meanwhile, after half of staleMs); the batch re-runs
+ * key by key so the other keys commit, and the locked key (contended) goes on in batches of its own,
+ * retried until its increments' deadlines, kept apart from the other keys until it commits or goes
+ * quiet.
  */
 export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBatcher {
   const { windowMs, queueMax, maxLagMs, onCommit, onRefuse } = options
@@ -75,6 +76,11 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
   // Several attempts fit in one increment's maxLagMs; far above the few milliseconds another
   // batch holds a row until its commit.
   const lockTimeoutMs = Math.max(1, Math.min(Math.floor(maxLagMs / 4), options.lockTimeoutMs))
+  // A batch of several keys holds the rows it has upserted while it waits on a locked one: the other
+  // keys' batches (of this replica, once it goes stale, and of the others) queue on those rows, and
+  // fail in turn. It waits no longer than half of staleMs, far above the milliseconds one batch holds
+  // a row until its commit; then its keys re-run apart, each with the whole lockTimeoutMs.
+  const sharedLockTimeoutMs = Math.max(1, Math.min(Math.floor(staleMs / 2), lockTimeoutMs))
   // Insertion order is arrival order: the first one is the oldest (requeued ones keep their place).
   const unsettled = new Set<Pending>()
   const flights = new Set<Flight>()
@@ -205,9 +211,10 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
     )
     const batch = members.filter((member) => sendable(member, now))
     if (batch.length === 0) return 'settled'
+    const keys = new Set(batch.map((member) => member.key)).size
     let rows: Array<{ ordinal: number; total: string }>
     try {
-      rows = await upsert(sql, batch, lockTimeoutMs)
+      rows = await upsert(sql, batch, keys > 1 ? sharedLockTimeoutMs : lockTimeoutMs)
     } catch (error) {
       return recover(batch, error)
     }
@@ -215,8 +222,8 @@ export function incrementBatcher(sql: Sql, options: BatcherOptions): IncrementBa
     // A member PostgreSQL did not answer for must not wait forever.
     const unanswered = batch.filter((member) => unsettled.has(member))
     for (const member of unanswered) member.reject(new Error('the upsert did not answer for every increment'))
-    onCommit?.(batch.length, new Set(batch.map((member) => member.key)).size)
-    if (batch.every((member) => member.key === batch[0].key)) contended.delete(batch[0].key)
+    onCommit?.(batch.length, keys)
+    if (keys === 1) contended.delete(batch[0].key)
     return 'settled'
   }
 
