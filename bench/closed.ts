@@ -19,7 +19,7 @@ import { startNginx } from '../test/helpers/nginx.js'
 import { removeDataDir } from '../test/helpers/postgres.js'
 import { launch, stopLaunched, waitForLine, waitHealthy, type Launched } from '../test/helpers/processes.js'
 import { launchMain } from '../test/helpers/servers.js'
-import { rinhaNodeOptions } from './topology.js'
+import { baselineScript, rinhaNodeOptions, type ApiName } from './topology.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { values } = parseArgs({
@@ -30,7 +30,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     'pool-max': { type: 'string' },
     // tandem[@<dist dir>][:NAME=value;NAME=value] (another build, e.g. a copy of dist/ from before a change,
-    // and environment of its own) | baseline | unlogged
+    // and environment of its own) | baseline | unlogged | fastify (bench/baseline/fastify.mjs)
     targets: { type: 'string', default: 'tandem,baseline,unlogged' },
     nginx: { type: 'boolean', default: false },
     // Extra environment for the Tandem replica, NAME=value,NAME=value (e.g. LOG_LEVEL=warn).
@@ -100,7 +100,8 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
   const port = await freePort()
   const common = { PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl }
   const pool: Record<string, string> = poolMax === undefined ? {} : { DATABASE_POOL_MAX: poolMax }
-  const server = name.startsWith('tandem')
+  const baseline = name.startsWith('tandem') ? undefined : baselineScript(name as Exclude<ApiName, 'tandem'>)
+  const server = !baseline
     ? start(
         name,
         [
@@ -127,11 +128,11 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
           )
         }
       )
-    : start(name, [process.execPath, 'bench/baseline/server.mjs'], {
+    : start(name, [process.execPath, baseline.script], {
         NODE_OPTIONS: rinhaNodeOptions(),
         ...common,
         ...pool,
-        ...(name === 'unlogged' ? { UNLOGGED: '1' } : {})
+        ...(baseline.unlogged && { UNLOGGED: '1' })
       })
   const url = `http://127.0.0.1:${port}`
   await waitHealthy(url, [server], startTimeoutMs)
@@ -311,7 +312,7 @@ async function main() {
     const ratios = names
       .filter((name) => name.startsWith('tandem'))
       .flatMap((name) =>
-        ['baseline', 'unlogged']
+        ['baseline', 'unlogged', 'fastify']
           .filter((other) => names.includes(other))
           .map((other) => ({
             of: `${name}/${other}`,

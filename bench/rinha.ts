@@ -43,7 +43,8 @@ first when it is older than src/ or web/.
   --topology NAME     nginx (default): nginx + 2 \`serve\` replicas + embedded PostgreSQL; cluster: \`start\` with 2 workers
   --servers LIST      behind nginx, one run after another on a fresh database each, compared at the end:
                       tandem (default), baseline (bench/baseline/server.mjs, node:http + postgres.js on the
-                      same durable tables), unlogged (the same on UNLOGGED tables); e.g. tandem,baseline,unlogged;
+                      same durable tables), unlogged (the same on UNLOGGED tables), fastify (the same routes
+                      on bare Fastify, bench/baseline/fastify.mjs); e.g. tandem,baseline,unlogged;
                       tandem+grown: Tandem on a grown database (bench/grow.ts: 10 M transactions, 1 M
                       increment keys, 100 k sheets stored before the load)
   --growth F          scales the grown database's volumes (default 1; 0.01 for a quick look)

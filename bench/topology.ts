@@ -46,10 +46,16 @@ function readRinhaNodeOptions(): string {
 
 /**
  * What answers behind nginx: Tandem's `serve`, or bench/baseline/server.mjs (node:http + postgres.js,
- * the same SQL) on Tandem's durable tables (`baseline`) or on UNLOGGED copies of them (`unlogged`).
+ * the same SQL) on Tandem's durable tables (`baseline`) or on UNLOGGED copies of them (`unlogged`), or
+ * the same routes on bare Fastify (bench/baseline/fastify.mjs, `fastify`: what the framework costs).
  */
-export type ApiName = 'tandem' | 'baseline' | 'unlogged'
-export const apiNames: readonly ApiName[] = ['tandem', 'baseline', 'unlogged']
+export type ApiName = 'tandem' | 'baseline' | 'unlogged' | 'fastify'
+export const apiNames: readonly ApiName[] = ['tandem', 'baseline', 'unlogged', 'fastify']
+
+/** The script of a baseline, and whether it runs on the UNLOGGED tables. */
+export function baselineScript(api: Exclude<ApiName, 'tandem'>): { script: string; unlogged: boolean } {
+  return { script: `bench/baseline/${api === 'fastify' ? 'fastify' : 'server'}.mjs`, unlogged: api === 'unlogged' }
+}
 
 const startTimeoutMs = 120_000
 /** The tail of a process's output kept for the report: a long run must not hold all of it. */
@@ -107,7 +113,7 @@ export class ServerSide {
       [1, 2].map((n) =>
         api === 'tandem'
           ? this.startApi('serve', { DATABASE_URL: this.databaseUrl })
-          : this.startBaseline(`${api}-${n}`, api === 'unlogged')
+          : this.startBaseline(`${api}-${n}`, baselineScript(api))
       )
     )
     this.assertRunning('nginx')
@@ -118,7 +124,8 @@ export class ServerSide {
     this.track(this.nginx, () => this.nginx!.stop())
     this.url = this.nginx.url
     await this.waitHealthy()
-    const replica = api === 'tandem' ? 'serve' : `bench/baseline/server.mjs${api === 'unlogged' ? ' UNLOGGED=1' : ''}`
+    const baseline = api === 'tandem' ? undefined : baselineScript(api)
+    const replica = baseline ? `${baseline.script}${baseline.unlogged ? ' UNLOGGED=1' : ''}` : 'serve'
     this.description = `nginx (deploy/nginx/nginx.conf, 1 worker) → 2 × ${replica} (DATABASE_POOL_MAX=${this.poolMax}) → embedded PostgreSQL`
   }
 
@@ -222,12 +229,12 @@ export class ServerSide {
     return server.port
   }
 
-  /** One replica of the minimal node:http + postgres.js server; resolves with its port once it answers. */
-  private async startBaseline(name: string, unlogged: boolean): Promise<number> {
+  /** One replica of a baseline server; resolves with its port once it answers. */
+  private async startBaseline(name: string, { script, unlogged }: ReturnType<typeof baselineScript>): Promise<number> {
     this.assertRunning(name)
     const port = await freePort()
     const server = this.track(
-      launch(name, [process.execPath, 'bench/baseline/server.mjs'], {
+      launch(name, [process.execPath, script], {
         env: {
           PORT: String(port),
           HOST: '127.0.0.1',

@@ -53,4 +53,11 @@ describe('npm run bench', () => {
       []
     )
   })
+
+  test('--servers fastify: the same routes on bare Fastify pass every check of the Rinha test', () => {
+    const run = bench(['--servers', 'fastify', '--duration-scale', '0.02'], 180_000)
+    assert.equal(run.code, 0, run.output)
+    assert.match(run.stdout, /2 × bench\/baseline\/fastify\.mjs/, run.output)
+    assert.match(run.stdout, /^PASSED: every check held$/m, run.output)
+  })
 })
