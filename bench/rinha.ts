@@ -57,6 +57,8 @@ first when it is older than src/ or web/.
   --server-env K=V,…  extra environment for every API process (e.g. OVERLOAD_MAX_IN_FLIGHT=64)
   --rounds N          runs the --servers list N times, its order rotated each round, and compares each
                       server's medians (default 1): single runs of one server differ by up to 1.5× at p99
+  --access-log        keeps nginx's access log of each run as bench/results/<…>.access.jsonl: one JSON
+                      line per request with its replica, status, request_time and upstream_time
   -h, --help          this text
 
 Writes bench/results/<time>-<scenario>-<server>.json and .html. Ctrl-C stops the load, prints what it
@@ -88,6 +90,7 @@ interface Options {
   poolMax: number
   serverEnv: Record<string, string>
   rounds: number
+  accessLog: boolean
 }
 
 /**
@@ -115,7 +118,8 @@ function parseOptions(): Options | 'help' {
       seed: { type: 'string', default: '1' },
       'pool-max': { type: 'string', default: '4' },
       'server-env': { type: 'string', default: '' },
-      rounds: { type: 'string', default: '1' }
+      rounds: { type: 'string', default: '1' },
+      'access-log': { type: 'boolean', default: false }
     }
   })
   if (values.help) return 'help'
@@ -152,6 +156,7 @@ function parseOptions(): Options | 'help' {
     seed: Math.round(positive('--seed', values.seed)),
     poolMax: Math.round(positive('--pool-max', values['pool-max'])),
     rounds: wholeNumber('--rounds', values.rounds),
+    accessLog: values['access-log'],
     serverEnv: {
       ...scenarioEnv[scenario.name],
       ...Object.fromEntries(
@@ -230,7 +235,8 @@ interface BenchReport {
   loadtest: Figures
 }
 
-async function writeResults(report: BenchReport, name: string): Promise<string> {
+/** The run's JSON and HTML reports, and nginx's access log when kept; answers their path without the extension. */
+async function writeResults(report: BenchReport, name: string, accessLog: string | undefined): Promise<string> {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
   await mkdir(dir, { recursive: true })
   const base = path.join(
@@ -239,10 +245,11 @@ async function writeResults(report: BenchReport, name: string): Promise<string> 
   )
   await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
   await writeFile(`${base}.html`, await renderHtml(report.loadtest))
+  if (accessLog !== undefined) await writeFile(`${base}.access.jsonl`, accessLog)
   return path.relative(process.cwd(), base)
 }
 
-function printReport(report: BenchReport, files: string) {
+function printReport(report: BenchReport, files: string, accessLog: boolean) {
   console.log(summaryText(report.loadtest))
   const m = report.machine
   console.log(`\nmachine       ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}`)
@@ -258,7 +265,7 @@ function printReport(report: BenchReport, files: string) {
   if (report.server) for (const line of serverText(report.server)) console.log(line)
   else console.log('server        RSS and CPU not measured (--target: the server processes are not ours)')
   for (const warning of report.warnings) console.log(`  !!! ${warning}`)
-  console.log(`results       ${files}.json, ${files}.html`)
+  console.log(`results       ${files}.json, ${files}.html${accessLog ? `, ${files}.access.jsonl` : ''}`)
 }
 
 interface Run {
@@ -360,7 +367,9 @@ async function runOnce(
         steps
       )
     }
-    printReport(report, await writeResults(report, server.name))
+    // Read before the teardown removes nginx's directory; none when the bench started no nginx.
+    const accessLog = options.accessLog ? await servers?.nginxAccessLog() : undefined
+    printReport(report, await writeResults(report, server.name, accessLog), accessLog !== undefined)
     if (!report.loadtest.passed || casualties.length > 0) process.exitCode = result.interrupted ? 130 : 1
     return { server, report }
   } finally {

@@ -157,6 +157,11 @@ export class ServerSide {
       )
   }
 
+  /** nginx's access log so far, one JSON line per request (deploy/nginx/nginx.conf's `tandem_json`); none without nginx. */
+  nginxAccessLog(): Promise<string> | undefined {
+    return this.nginx?.accessLog()
+  }
+
   /** What nginx logged (it resets connections it cannot serve, so the driver sees only ECONNRESET). */
   nginxErrors(): string[] {
     const lines = (this.nginx?.errors() ?? '').split('\n').filter(Boolean)

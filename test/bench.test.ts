@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { describe, test } from 'node:test'
 import { mainScript, projectRoot } from './helpers/processes.js'
 
@@ -54,10 +56,21 @@ describe('npm run bench', () => {
     )
   })
 
-  test('--servers fastify: the same routes on bare Fastify pass every check of the Rinha test', () => {
-    const run = bench(['--servers', 'fastify', '--duration-scale', '0.02'], 180_000)
+  test('--servers fastify: the same routes on bare Fastify pass every check; --access-log keeps a line per request', async () => {
+    const run = bench(['--servers', 'fastify', '--duration-scale', '0.02', '--access-log'], 180_000)
     assert.equal(run.code, 0, run.output)
     assert.match(run.stdout, /2 × bench\/baseline\/fastify\.mjs/, run.output)
     assert.match(run.stdout, /^PASSED: every check held$/m, run.output)
+    // Every request the load sent went through nginx (and the final checks' reads after it): one access
+    // line each, naming the replica that answered.
+    const sent = Number(/^requests +(\d+)/m.exec(run.stdout)?.[1])
+    const file = /, (\S+\.access\.jsonl)$/m.exec(run.stdout)?.[1]
+    assert.ok(sent > 0 && file, run.output)
+    const lines = (await readFile(path.join(projectRoot, file), 'utf8')).trim().split('\n')
+    const requests = lines.map((line) => JSON.parse(line) as { uri: string; upstream: string; upstream_time: string })
+    const load = requests.filter((request) => request.uri.startsWith('/clientes/'))
+    assert.ok(load.length >= sent, `${load.length} access lines for the load's ${sent} requests`)
+    assert.equal(new Set(load.map((request) => request.upstream)).size, 2, 'both replicas answered')
+    assert.ok(load.every((request) => Number(request.upstream_time) >= 0))
   })
 })
