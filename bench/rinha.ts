@@ -235,21 +235,24 @@ interface BenchReport {
   loadtest: Figures
 }
 
-/** The run's JSON and HTML reports, and nginx's access log when kept; answers their path without the extension. */
-async function writeResults(report: BenchReport, name: string, accessLog: string | undefined): Promise<string> {
+/** The run's JSON and HTML reports, and nginx's access log when kept; answers the files' paths. */
+async function writeResults(report: BenchReport, name: string, accessLog: string | undefined): Promise<string[]> {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
   await mkdir(dir, { recursive: true })
   const base = path.join(
     dir,
     `${report.loadtest.startedAt.replace(/[:.]/g, '-')}-${report.loadtest.scenario}-${name.replace('+', '-')}`
   )
-  await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
-  await writeFile(`${base}.html`, await renderHtml(report.loadtest))
-  if (accessLog !== undefined) await writeFile(`${base}.access.jsonl`, accessLog)
-  return path.relative(process.cwd(), base)
+  const files: Array<[path: string, text: string]> = [
+    [`${base}.json`, `${JSON.stringify(report, null, 2)}\n`],
+    [`${base}.html`, await renderHtml(report.loadtest)]
+  ]
+  if (accessLog !== undefined) files.push([`${base}.access.jsonl`, accessLog])
+  for (const [file, text] of files) await writeFile(file, text)
+  return files.map(([file]) => path.relative(process.cwd(), file))
 }
 
-function printReport(report: BenchReport, files: string, accessLog: boolean) {
+function printReport(report: BenchReport, files: string[]) {
   console.log(summaryText(report.loadtest))
   const m = report.machine
   console.log(`\nmachine       ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}`)
@@ -265,7 +268,7 @@ function printReport(report: BenchReport, files: string, accessLog: boolean) {
   if (report.server) for (const line of serverText(report.server)) console.log(line)
   else console.log('server        RSS and CPU not measured (--target: the server processes are not ours)')
   for (const warning of report.warnings) console.log(`  !!! ${warning}`)
-  console.log(`results       ${files}.json, ${files}.html${accessLog ? `, ${files}.access.jsonl` : ''}`)
+  console.log(`results       ${files.join(', ')}`)
 }
 
 interface Run {
@@ -369,7 +372,7 @@ async function runOnce(
     }
     // Read before the teardown removes nginx's directory; none when the bench started no nginx.
     const accessLog = options.accessLog ? await servers?.nginxAccessLog() : undefined
-    printReport(report, await writeResults(report, server.name, accessLog), accessLog !== undefined)
+    printReport(report, await writeResults(report, server.name, accessLog))
     if (!report.loadtest.passed || casualties.length > 0) process.exitCode = result.interrupted ? 130 : 1
     return { server, report }
   } finally {

@@ -97,6 +97,7 @@ export class ServerSide {
 
   /** nginx (1 worker, deploy/nginx/nginx.conf) in front of two replicas of `api` sharing one embedded PostgreSQL. */
   async startNginx(api: ApiName = 'tandem') {
+    const baseline = api === 'tandem' ? undefined : baselineScript(api)
     this.dataDir = await this.tempDir('tandem-bench-data-')
     this.assertRunning('postgres')
     const database = this.track(
@@ -111,9 +112,9 @@ export class ServerSide {
     this.postmasterPid = (await readPostmaster(this.dataDir)).pid
     const replicas = await Promise.all(
       [1, 2].map((n) =>
-        api === 'tandem'
-          ? this.startApi('serve', { DATABASE_URL: this.databaseUrl })
-          : this.startBaseline(`${api}-${n}`, baselineScript(api))
+        baseline
+          ? this.startBaseline(`${api}-${n}`, baseline)
+          : this.startApi('serve', { DATABASE_URL: this.databaseUrl })
       )
     )
     this.assertRunning('nginx')
@@ -124,7 +125,6 @@ export class ServerSide {
     this.track(this.nginx, () => this.nginx!.stop())
     this.url = this.nginx.url
     await this.waitHealthy()
-    const baseline = api === 'tandem' ? undefined : baselineScript(api)
     const replica = baseline ? `${baseline.script}${baseline.unlogged ? ' UNLOGGED=1' : ''}` : 'serve'
     this.description = `nginx (deploy/nginx/nginx.conf, 1 worker) → 2 × ${replica} (DATABASE_POOL_MAX=${this.poolMax}) → embedded PostgreSQL`
   }
