@@ -11,7 +11,8 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
 import { freePort } from '../src/platform/processes.js'
@@ -36,7 +37,9 @@ const { values } = parseArgs({
     // Extra environment for the Tandem replica, NAME=value,NAME=value (e.g. LOG_LEVEL=warn).
     'tandem-env': { type: 'string', default: '' },
     // Runs the Tandem replica under `node --cpu-prof`, the profile written into this directory.
-    'cpu-prof': { type: 'string' }
+    'cpu-prof': { type: 'string' },
+    // Samples where every server allocates, over all the rounds: <dir>/<server>.heapprofile (gc-meter.mjs).
+    'alloc-prof': { type: 'string' }
   }
 })
 const connections = Number(values.connections)
@@ -83,6 +86,24 @@ interface Server {
   name: string
   url: string
   pid: number
+  /** Where the server's gc-meter.mjs writes its allocation and GC totals. */
+  gcFile: string
+}
+
+const gcMeter = pathToFileURL(path.join(root, 'bench', 'gc-meter.mjs')).href
+
+/**
+ * The environment of a Node.js server with gc-meter.mjs preloaded, after whatever NODE_OPTIONS it
+ * was given (deploy/compose.rinha.yaml's, or --tandem-env's).
+ */
+function metered(name: string, env: Record<string, string>): Record<string, string> {
+  const file = name.replace(/[^\w.-]+/g, '_')
+  return {
+    ...env,
+    NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} --import ${gcMeter}`.trim(),
+    BENCH_GC_FILE: path.join(dir, `${file}.gc.json`),
+    ...(values['alloc-prof'] && { BENCH_ALLOC_PROFILE: path.resolve(values['alloc-prof'], `${file}.heapprofile`) })
+  }
 }
 
 async function startPostgres(): Promise<string> {
@@ -110,9 +131,11 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
           path.join(name.split(':')[0].split('@')[1] ?? 'dist', 'main.js'),
           'serve'
         ],
-        {
-          // As deploy/compose.rinha.yaml runs a replica.
+        metered(name, {
+          // As deploy/compose.rinha.yaml runs a replica (and bench/topology.ts starts one): without an
+          // access line per request (LOG_LEVEL=warn), which --tandem-env LOG_LEVEL=info gives back.
           NODE_ENV: 'production',
+          LOG_LEVEL: 'warn',
           NODE_OPTIONS: rinhaNodeOptions(),
           ...(values.nginx && { TRUST_PROXY: '1' }),
           ...pool,
@@ -126,22 +149,27 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
                 return [pair.slice(0, at), pair.slice(at + 1)]
               })
           )
-        }
+        })
       )
-    : start(name, [process.execPath, baseline.script], {
-        NODE_OPTIONS: rinhaNodeOptions(),
-        ...common,
-        ...pool,
-        ...(baseline.unlogged && { UNLOGGED: '1' })
-      })
+    : start(
+        name,
+        [process.execPath, baseline.script],
+        metered(name, {
+          NODE_OPTIONS: rinhaNodeOptions(),
+          ...common,
+          ...pool,
+          ...(baseline.unlogged && { UNLOGGED: '1' })
+        })
+      )
   const url = `http://127.0.0.1:${port}`
   await waitHealthy(url, [server], startTimeoutMs)
   const pid = server.child.pid!
-  if (!values.nginx) return { name, url, pid }
+  const gcFile = metered(name, {}).BENCH_GC_FILE
+  if (!values.nginx) return { name, url, pid, gcFile }
   // deploy/nginx/nginx.conf with one worker, its upstream this server (the test harness's nginx).
   const nginx = await startNginx([`127.0.0.1:${port}`], { workers: 1, cpus: serverCpus })
   stops.push(() => nginx.stop())
-  return { name, url: nginx.url, pid }
+  return { name, url: nginx.url, pid, gcFile }
 }
 
 interface Route {
@@ -173,7 +201,32 @@ interface Measured {
   /** CPU time per request, ms: of the server process and of every PostgreSQL process. */
   serverCpuMs: number
   postgresCpuMs: number
+  /** The server's V8 heap allocations per request, KB, and its GC pauses per 1000 requests, ms. */
+  allocatedKb: number
+  gcMsPerThousand: number
+  /** Collections per 1000 requests: scavenges; and mark-compacts in the whole window. */
+  scavengesPerThousand: number
+  markCompacts: number
 }
+
+/** gc-meter.mjs's running totals (all zero before its first write). */
+interface GcTotals {
+  allocatedBytes: number
+  scavenges: number
+  scavengeMs: number
+  markCompacts: number
+  markCompactMs: number
+  otherMs: number
+}
+
+async function gcTotals(file: string): Promise<GcTotals> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  const zero = { allocatedBytes: 0, scavenges: 0, scavengeMs: 0, markCompacts: 0, markCompactMs: 0, otherMs: 0 }
+  return text ? { ...zero, ...(JSON.parse(text) as Partial<GcTotals>) } : zero
+}
+
+// gc-meter.mjs writes every 100 ms: a reading waits that long once the load has stopped.
+const gcMeterWriteMs = 150
 
 /** utime + stime of a process, in ms (0 once it is gone). */
 async function cpuMs(pid: number): Promise<number> {
@@ -200,7 +253,7 @@ async function postgresCpuMs(): Promise<number> {
 }
 
 /** `connections` loops, back to back, for the warm-up (not counted) and then `seconds`. */
-async function load({ url, pid }: Server, route: Route): Promise<Measured> {
+async function load({ url, pid, gcFile }: Server, route: Route): Promise<Measured> {
   const pool = new Pool(url, { connections, pipelining: 1 })
   const latencies: number[] = []
   const statuses: Record<string, number> = {}
@@ -209,9 +262,9 @@ async function load({ url, pid }: Server, route: Route): Promise<Measured> {
   const measureFrom = performance.now() + warmupSeconds * 1000
   const ends = measureFrom + seconds * 1000
   const headers = route.body ? { 'content-type': 'application/json' } : {}
-  let cpuAtStart: Promise<[number, number]> | undefined
+  let cpuAtStart: Promise<[number, number, GcTotals]> | undefined
   const warm = setTimeout(() => {
-    cpuAtStart = Promise.all([cpuMs(pid), postgresCpuMs()])
+    cpuAtStart = Promise.all([cpuMs(pid), postgresCpuMs(), gcTotals(gcFile)])
   }, warmupSeconds * 1000)
   const loop = async () => {
     while (performance.now() < ends) {
@@ -238,8 +291,12 @@ async function load({ url, pid }: Server, route: Route): Promise<Measured> {
   await Promise.all(Array.from({ length: connections }, loop))
   clearTimeout(warm)
   const [serverEnd, postgresEnd] = [await cpuMs(pid), await postgresCpuMs()]
-  const [serverStart, postgresStart] = (await cpuAtStart) ?? [serverEnd, postgresEnd]
+  await sleep(gcMeterWriteMs)
+  const gcEnd = await gcTotals(gcFile)
+  const [serverStart, postgresStart, gcStart] = (await cpuAtStart) ?? [serverEnd, postgresEnd, gcEnd]
   await pool.close()
+  const perRequest = (key: keyof GcTotals) => (gcEnd[key] - gcStart[key]) / Math.max(1, latencies.length)
+  const gcMs = (['scavengeMs', 'markCompactMs', 'otherMs'] as const).reduce((sum, key) => sum + perRequest(key), 0)
   latencies.sort((a, b) => a - b)
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
   return {
@@ -251,7 +308,11 @@ async function load({ url, pid }: Server, route: Route): Promise<Measured> {
     statuses,
     failures,
     serverCpuMs: (serverEnd - serverStart) / Math.max(1, latencies.length),
-    postgresCpuMs: (postgresEnd - postgresStart) / Math.max(1, latencies.length)
+    postgresCpuMs: (postgresEnd - postgresStart) / Math.max(1, latencies.length),
+    allocatedKb: perRequest('allocatedBytes') / 1024,
+    gcMsPerThousand: gcMs * 1000,
+    scavengesPerThousand: perRequest('scavenges') * 1000,
+    markCompacts: gcEnd.markCompacts - gcStart.markCompacts
   }
 }
 
@@ -274,6 +335,11 @@ async function main() {
   const machine = `${os.cpus()[0].model}, ${os.cpus().length} CPUs; servers and PostgreSQL on CPU 1, load on CPU 0`
   console.log(`${machine}\n${connections} connections, ${warmupSeconds} s warm-up + ${seconds} s, ${rounds} rounds\n`)
   const runs: Array<{ round: number; route: string; server: string } & Measured> = []
+  // gc-meter.mjs's allocation sampling: started now, written after the last round.
+  const toggleAllocationProfiles = () =>
+    values['alloc-prof'] && servers.forEach(({ pid }) => process.kill(pid, 'SIGUSR2'))
+  if (values['alloc-prof']) await mkdir(values['alloc-prof'], { recursive: true })
+  toggleAllocationProfiles()
   for (let round = 0; round < rounds; round++) {
     for (const route of routes) {
       // The order rotates each round, so no server always runs first (or right after another's load).
@@ -283,13 +349,19 @@ async function main() {
         runs.push({ round, route: route.name, server: server.name, ...measured })
         const odd = Object.keys(measured.statuses).filter((status) => status !== '200')
         console.log(
-          `round ${round + 1} ${route.name.padEnd(30)} ${server.name.padEnd(9)} ${measured.perSecond.toFixed(0).padStart(6)} req/s  p50 ${measured.p50.toFixed(2).padStart(6)}  p99 ${measured.p99.toFixed(2).padStart(7)} ms  cpu/req ${measured.serverCpuMs.toFixed(3)} + pg ${measured.postgresCpuMs.toFixed(3)} ms` +
+          `round ${round + 1} ${route.name.padEnd(30)} ${server.name.padEnd(9)} ${measured.perSecond.toFixed(0).padStart(6)} req/s  p50 ${measured.p50.toFixed(2).padStart(6)}  p99 ${measured.p99.toFixed(2).padStart(7)} ms  cpu/req ${measured.serverCpuMs.toFixed(3)} + pg ${measured.postgresCpuMs.toFixed(3)} ms  ${measured.allocatedKb.toFixed(1)} KB/req  GC ${measured.gcMsPerThousand.toFixed(1)} ms/1k` +
             (odd.length || measured.failures
               ? `  statuses ${JSON.stringify(measured.statuses)} failures ${measured.failures}`
               : '')
         )
       }
     }
+  }
+
+  toggleAllocationProfiles()
+  if (values['alloc-prof']) {
+    await sleep(2000)
+    console.log(`\nallocation profiles in ${values['alloc-prof']}: npx tsx bench/profile.ts FILE`)
   }
 
   const summary = routes.map((route) => {
@@ -302,7 +374,10 @@ async function main() {
           p50: median(of(name).map((run) => run.p50)),
           p99: median(of(name).map((run) => run.p99)),
           serverCpuMs: median(of(name).map((run) => run.serverCpuMs)),
-          postgresCpuMs: median(of(name).map((run) => run.postgresCpuMs))
+          postgresCpuMs: median(of(name).map((run) => run.postgresCpuMs)),
+          allocatedKb: median(of(name).map((run) => run.allocatedKb)),
+          gcMsPerThousand: median(of(name).map((run) => run.gcMsPerThousand)),
+          scavengesPerThousand: median(of(name).map((run) => run.scavengesPerThousand))
         }
       ])
     )
@@ -328,9 +403,11 @@ async function main() {
   for (const row of summary) {
     console.log(`\n${row.route}`)
     for (const name of names) {
-      const { perSecond, p50, p99, serverCpuMs, postgresCpuMs } = row.servers[name]
+      const { perSecond, p50, p99, serverCpuMs, postgresCpuMs, allocatedKb, gcMsPerThousand, scavengesPerThousand } =
+        row.servers[name]
       console.log(
-        `  ${name.padEnd(width)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2)} ms  p99 ${p99.toFixed(2)} ms  CPU per request: server ${serverCpuMs.toFixed(3)} ms, PostgreSQL ${postgresCpuMs.toFixed(3)} ms`
+        `  ${name.padEnd(width)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2)} ms  p99 ${p99.toFixed(2)} ms  CPU per request: server ${serverCpuMs.toFixed(3)} ms, PostgreSQL ${postgresCpuMs.toFixed(3)} ms\n` +
+          `  ${' '.repeat(width)} per request ${allocatedKb.toFixed(1)} KB allocated; per 1000 requests ${scavengesPerThousand.toFixed(1)} scavenges, ${gcMsPerThousand.toFixed(1)} ms of GC`
       )
     }
     for (const r of row.ratios) {

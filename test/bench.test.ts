@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -72,5 +72,51 @@ describe('npm run bench', () => {
     assert.ok(load.length >= sent, `${load.length} access lines for the load's ${sent} requests`)
     assert.equal(new Set(load.map((request) => request.upstream)).size, 2, 'both replicas answered')
     assert.ok(load.every((request) => Number(request.upstream_time) >= 0))
+  })
+})
+
+describe('npm run bench:closed', () => {
+  test("each server's allocations and GC per request; --alloc-prof: where each allocates, read by bench/profile.ts", async () => {
+    const profiles = await mkdtemp(path.join(tmpdir(), 'closed-alloc-'))
+    try {
+      const run = spawnSync(
+        'npx',
+        [
+          'tsx',
+          'bench/closed.ts',
+          ...['--targets', 'tandem,baseline', '--connections', '2', '--warmup', '1', '--seconds', '2'],
+          ...['--rounds', '1', '--alloc-prof', profiles]
+        ],
+        { cwd: projectRoot, encoding: 'utf8', timeout: 240_000 }
+      )
+      const output = `${run.stdout}${run.stderr}`
+      assert.equal(run.status, 0, output)
+      const file = /^written (\S+-closed\.json)$/m.exec(run.stdout)?.[1]
+      assert.ok(file, output)
+      const { runs } = JSON.parse(await readFile(path.join(projectRoot, file), 'utf8')) as {
+        runs: Array<{ server: string; requests: number; allocatedKb: number; scavengesPerThousand: number }>
+      }
+      assert.equal(runs.length, 4, output)
+      for (const measured of runs) {
+        assert.ok(measured.requests > 0, JSON.stringify(measured))
+        // A request through Node's HTTP server and postgres.js allocates kilobytes, not bytes or megabytes.
+        assert.ok(measured.allocatedKb > 1 && measured.allocatedKb < 500, JSON.stringify(measured))
+        assert.ok(measured.scavengesPerThousand >= 0, JSON.stringify(measured))
+      }
+      assert.match(run.stdout, /^ +per request [\d.]+ KB allocated; per 1000 requests [\d.]+ scavenges/m, output)
+
+      const profile = spawnSync('npx', ['tsx', 'bench/profile.ts', path.join(profiles, 'tandem.heapprofile')], {
+        cwd: projectRoot,
+        encoding: 'utf8'
+      })
+      assert.equal(profile.status, 0, profile.stderr)
+      assert.match(profile.stdout, /^bytes allocated by function \(total [\d.]+ MiB\)$/m, profile.stdout)
+      assert.match(profile.stdout, /dist\/modules\/crebitos\//, 'Tandem routes allocate')
+      // Tandem runs as deploy/compose.rinha.yaml runs it: no access line per request.
+      assert.doesNotMatch(profile.stdout, /write +pino\//, profile.stdout)
+      assert.ok(statSync(path.join(profiles, 'baseline.heapprofile')).size > 0)
+    } finally {
+      await rm(profiles, { recursive: true, force: true })
+    }
   })
 })
