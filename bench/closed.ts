@@ -38,7 +38,7 @@ const { values } = parseArgs({
     'tandem-env': { type: 'string', default: '' },
     // Runs the Tandem replica under `node --cpu-prof`, the profile written into this directory.
     'cpu-prof': { type: 'string' },
-    // Samples where every server allocates, over all the rounds: <dir>/<server>.heapprofile (gc-meter.mjs).
+    // Samples where every server allocates, over its measured windows: <dir>/<server>.heapprofile (gc-meter.mjs).
     'alloc-prof': { type: 'string' }
   }
 })
@@ -86,8 +86,9 @@ interface Server {
   name: string
   url: string
   pid: number
-  /** Where the server's gc-meter.mjs writes its allocation and GC totals. */
+  /** Where the server's gc-meter.mjs writes the figures of its last window, and how many it has closed. */
   gcFile: string
+  gcWindows: number
 }
 
 const gcMeter = pathToFileURL(path.join(root, 'bench', 'gc-meter.mjs')).href
@@ -165,11 +166,11 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
   await waitHealthy(url, [server], startTimeoutMs)
   const pid = server.child.pid!
   const gcFile = metered(name, {}).BENCH_GC_FILE
-  if (!values.nginx) return { name, url, pid, gcFile }
+  if (!values.nginx) return { name, url, pid, gcFile, gcWindows: 0 }
   // deploy/nginx/nginx.conf with one worker, its upstream this server (the test harness's nginx).
   const nginx = await startNginx([`127.0.0.1:${port}`], { workers: 1, cpus: serverCpus })
   stops.push(() => nginx.stop())
-  return { name, url: nginx.url, pid, gcFile }
+  return { name, url: nginx.url, pid, gcFile, gcWindows: 0 }
 }
 
 interface Route {
@@ -209,8 +210,9 @@ interface Measured {
   markCompacts: number
 }
 
-/** gc-meter.mjs's running totals (all zero before its first write). */
-interface GcTotals {
+/** What gc-meter.mjs measured over one window (SIGUSR2 to SIGUSR2). */
+interface GcWindow {
+  window: number
   allocatedBytes: number
   scavenges: number
   scavengeMs: number
@@ -219,14 +221,18 @@ interface GcTotals {
   otherMs: number
 }
 
-async function gcTotals(file: string): Promise<GcTotals> {
-  const text = await readFile(file, 'utf8').catch(() => '')
-  const zero = { allocatedBytes: 0, scavenges: 0, scavengeMs: 0, markCompacts: 0, markCompactMs: 0, otherMs: 0 }
-  return text ? { ...zero, ...(JSON.parse(text) as Partial<GcTotals>) } : zero
+/** Closes the server's measuring window and reads what gc-meter.mjs wrote for it (written within the signal's handler). */
+async function closeGcWindow({ pid, gcFile }: Server, expected: number): Promise<GcWindow> {
+  process.kill(pid, 'SIGUSR2')
+  const deadline = performance.now() + 5000
+  for (;;) {
+    const text = await readFile(gcFile, 'utf8').catch(() => '')
+    const read = text ? (JSON.parse(text) as GcWindow) : undefined
+    if (read?.window === expected) return read
+    if (performance.now() > deadline) throw new Error(`${gcFile}: no figures for window ${expected}`)
+    await sleep(20)
+  }
 }
-
-// gc-meter.mjs writes every 100 ms: a reading waits that long once the load has stopped.
-const gcMeterWriteMs = 150
 
 /** utime + stime of a process, in ms (0 once it is gone). */
 async function cpuMs(pid: number): Promise<number> {
@@ -253,7 +259,8 @@ async function postgresCpuMs(): Promise<number> {
 }
 
 /** `connections` loops, back to back, for the warm-up (not counted) and then `seconds`. */
-async function load({ url, pid, gcFile }: Server, route: Route): Promise<Measured> {
+async function load(server: Server, route: Route): Promise<Measured> {
+  const { url, pid } = server
   const pool = new Pool(url, { connections, pipelining: 1 })
   const latencies: number[] = []
   const statuses: Record<string, number> = {}
@@ -262,9 +269,10 @@ async function load({ url, pid, gcFile }: Server, route: Route): Promise<Measure
   const measureFrom = performance.now() + warmupSeconds * 1000
   const ends = measureFrom + seconds * 1000
   const headers = route.body ? { 'content-type': 'application/json' } : {}
-  let cpuAtStart: Promise<[number, number, GcTotals]> | undefined
+  let cpuAtStart: Promise<[number, number]> | undefined
   const warm = setTimeout(() => {
-    cpuAtStart = Promise.all([cpuMs(pid), postgresCpuMs(), gcTotals(gcFile)])
+    process.kill(pid, 'SIGUSR2') // gc-meter.mjs's window opens
+    cpuAtStart = Promise.all([cpuMs(pid), postgresCpuMs()])
   }, warmupSeconds * 1000)
   const loop = async () => {
     while (performance.now() < ends) {
@@ -291,11 +299,10 @@ async function load({ url, pid, gcFile }: Server, route: Route): Promise<Measure
   await Promise.all(Array.from({ length: connections }, loop))
   clearTimeout(warm)
   const [serverEnd, postgresEnd] = [await cpuMs(pid), await postgresCpuMs()]
-  await sleep(gcMeterWriteMs)
-  const gcEnd = await gcTotals(gcFile)
-  const [serverStart, postgresStart, gcStart] = (await cpuAtStart) ?? [serverEnd, postgresEnd, gcEnd]
+  const gc = await closeGcWindow(server, ++server.gcWindows)
+  const [serverStart, postgresStart] = (await cpuAtStart) ?? [serverEnd, postgresEnd]
   await pool.close()
-  const perRequest = (key: keyof GcTotals) => (gcEnd[key] - gcStart[key]) / Math.max(1, latencies.length)
+  const perRequest = (key: keyof GcWindow) => gc[key] / Math.max(1, latencies.length)
   const gcMs = (['scavengeMs', 'markCompactMs', 'otherMs'] as const).reduce((sum, key) => sum + perRequest(key), 0)
   latencies.sort((a, b) => a - b)
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
@@ -312,7 +319,7 @@ async function load({ url, pid, gcFile }: Server, route: Route): Promise<Measure
     allocatedKb: perRequest('allocatedBytes') / 1024,
     gcMsPerThousand: gcMs * 1000,
     scavengesPerThousand: perRequest('scavenges') * 1000,
-    markCompacts: gcEnd.markCompacts - gcStart.markCompacts
+    markCompacts: gc.markCompacts
   }
 }
 
@@ -335,11 +342,7 @@ async function main() {
   const machine = `${os.cpus()[0].model}, ${os.cpus().length} CPUs; servers and PostgreSQL on CPU 1, load on CPU 0`
   console.log(`${machine}\n${connections} connections, ${warmupSeconds} s warm-up + ${seconds} s, ${rounds} rounds\n`)
   const runs: Array<{ round: number; route: string; server: string } & Measured> = []
-  // gc-meter.mjs's allocation sampling: started now, written after the last round.
-  const toggleAllocationProfiles = () =>
-    values['alloc-prof'] && servers.forEach(({ pid }) => process.kill(pid, 'SIGUSR2'))
   if (values['alloc-prof']) await mkdir(values['alloc-prof'], { recursive: true })
-  toggleAllocationProfiles()
   for (let round = 0; round < rounds; round++) {
     for (const route of routes) {
       // The order rotates each round, so no server always runs first (or right after another's load).
@@ -358,9 +361,7 @@ async function main() {
     }
   }
 
-  toggleAllocationProfiles()
   if (values['alloc-prof']) {
-    await sleep(2000)
     console.log(`\nallocation profiles in ${values['alloc-prof']}: npx tsx bench/profile.ts FILE`)
   }
 
