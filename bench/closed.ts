@@ -98,14 +98,19 @@ const gcMeter = pathToFileURL(path.join(root, 'bench', 'gc-meter.mjs')).href
  * was given (deploy/compose.rinha.yaml's, or --tandem-env's).
  */
 function metered(name: string, env: Record<string, string>): Record<string, string> {
-  const file = name.replace(/[^\w.-]+/g, '_')
   return {
     ...env,
     NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} --import ${gcMeter}`.trim(),
-    BENCH_GC_FILE: path.join(dir, `${file}.gc.json`),
-    ...(values['alloc-prof'] && { BENCH_ALLOC_PROFILE: path.resolve(values['alloc-prof'], `${file}.heapprofile`) })
+    BENCH_GC_FILE: gcFileOf(name),
+    ...(values['alloc-prof'] && {
+      BENCH_ALLOC_PROFILE: path.resolve(values['alloc-prof'], `${fileName(name)}.heapprofile`)
+    })
   }
 }
+
+/** A server's name as a file name (`tandem@dir:A=1` has characters a path should not). */
+const fileName = (name: string) => name.replace(/[^\w.-]+/g, '_')
+const gcFileOf = (name: string) => path.join(dir, `${fileName(name)}.gc.json`)
 
 async function startPostgres(): Promise<string> {
   const database = launchMain(
@@ -165,7 +170,7 @@ async function startServer(name: string, databaseUrl: string, poolMax: string | 
   const url = `http://127.0.0.1:${port}`
   await waitHealthy(url, [server], startTimeoutMs)
   const pid = server.child.pid!
-  const gcFile = metered(name, {}).BENCH_GC_FILE
+  const gcFile = gcFileOf(name)
   if (!values.nginx) return { name, url, pid, gcFile, gcWindows: 0 }
   // deploy/nginx/nginx.conf with one worker, its upstream this server (the test harness's nginx).
   const nginx = await startNginx([`127.0.0.1:${port}`], { workers: 1, cpus: serverCpus })
