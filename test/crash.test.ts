@@ -86,18 +86,10 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
     // A row lock the test holds on client 5 keeps that client's 60 credits of the second burst waiting
     // inside PostgreSQL, so the kill finds some requests unanswered whatever the machine's speed (a
     // fast run could otherwise have all 300 acknowledged before the 20th acknowledgement was read).
-    const locker = await connectDirectly(dataDir)
-    let lockTaken!: () => void
-    const taken = new Promise<void>((resolve) => (lockTaken = resolve))
-    // Never released: the kill ends this backend too, and its transaction (which wrote nothing) with it.
-    const holding = locker
-      .begin(async (tx) => {
-        await tx`select 1 from clientes where id = 5 for update`
-        lockTaken()
-        await new Promise(() => {})
-      })
-      .catch(() => {})
-    await taken
+    // Never committed: the kill ends this backend too, and its transaction (which wrote nothing) with it.
+    const locker = await (await connectDirectly(dataDir)).reserve()
+    await locker`begin`
+    await locker`select 1 from clientes where id = 5 for update`
 
     // Act: a second burst; as its 20th acknowledgement arrives, supervisor, workers and postmaster
     // (each in its own process group, with its backends) all die at once.
@@ -117,7 +109,6 @@ describe('when the whole embedded cluster is killed -9 in the middle of a burst'
       })
     )
     crash()
-    await holding
     await first.stop()
     await until(() => isGone(postmaster.pid), 'the killed postmaster to be reaped')
     const second = await startCluster(dataDir)
